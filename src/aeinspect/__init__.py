@@ -1,0 +1,3 @@
+"""aeinspect: unsupervised defect segmentation with SSIM autoencoders."""
+
+__version__ = "0.1.0"

@@ -1,0 +1,3 @@
+from aeinspect.cli import main
+
+main()

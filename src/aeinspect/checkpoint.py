@@ -1,0 +1,130 @@
+"""The model file (SPEC §3): tensors and plain values only, written atomically, loaded with
+``torch.load(weights_only=True)`` so that it can never run code."""
+
+from __future__ import annotations
+
+import io
+import pickle
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from aeinspect import __version__
+from aeinspect.config import ModelConfig, Preprocess, TrainConfig, from_dict
+from aeinspect.errors import InputError, ModelFileError
+from aeinspect.images import write_bytes_atomic
+
+FORMAT = "aeinspect-model"
+FORMAT_VERSION = 1
+
+
+@dataclass(frozen=True)
+class Threshold:
+    """A decision threshold on the residual and how it was chosen.
+
+    Attributes:
+        value: residual value t; a pixel is defective where R > t.
+        method: "area", "fpr", "f1" or "manual".
+        details: plain values describing the choice (images used, min_area, opening, …).
+    """
+
+    value: float
+    method: str
+    details: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class ModelFile:
+    """Everything a model file holds.
+
+    Attributes:
+        model: the network and residual kind.
+        preprocess: how images were prepared for training; applied again at inference.
+        train: the schedule it was trained with.
+        state_dict: the network's weights.
+        threshold: the decision threshold, or None when none was chosen yet.
+        history: one dict per epoch (epoch, train_loss, val_loss, seconds).
+        validation_images: paths of the good images held out from training.
+        optimizer_state: Adam's state for ``train --resume``, or None.
+        versions: aeinspect and torch versions that wrote the file.
+    """
+
+    model: ModelConfig
+    preprocess: Preprocess
+    train: TrainConfig
+    state_dict: dict[str, torch.Tensor]
+    threshold: Threshold | None = None
+    history: list[dict[str, Any]] = field(default_factory=list)
+    validation_images: list[str] = field(default_factory=list)
+    optimizer_state: dict[str, Any] | None = None
+    versions: dict[str, str] = field(default_factory=dict)
+
+
+def save_model(path: Path, model_file: ModelFile) -> None:
+    """Write ``model_file`` to ``path`` atomically (temporary file, then rename)."""
+    payload = {
+        "format": FORMAT,
+        "format_version": FORMAT_VERSION,
+        "model": asdict(model_file.model),
+        "preprocess": asdict(model_file.preprocess),
+        "train": asdict(model_file.train),
+        "state_dict": {k: v.detach().cpu().contiguous() for k, v in model_file.state_dict.items()},
+        "threshold": None if model_file.threshold is None else asdict(model_file.threshold),
+        "history": model_file.history,
+        "validation_images": model_file.validation_images,
+        "optimizer_state": model_file.optimizer_state,
+        "versions": {"aeinspect": __version__, "torch": str(torch.__version__)},
+    }
+    buffer = io.BytesIO()
+    torch.save(payload, buffer)
+    write_bytes_atomic(path, buffer.getvalue())
+
+
+def load_model(path: Path) -> ModelFile:
+    """Read a model file safely on the CPU.
+
+    Raises:
+        ModelFileError: missing, unreadable, not an aeinspect model, holding objects other
+            than tensors and plain values, or of an unknown format version.
+    """
+    payload = _load_payload(path)
+    if not isinstance(payload, dict) or payload.get("format") != FORMAT:
+        raise ModelFileError(f"{path} is not an aeinspect model file")
+    version = payload.get("format_version")
+    if version != FORMAT_VERSION:
+        raise ModelFileError(
+            f"{path} has model format version {version!r}; this aeinspect reads version "
+            f"{FORMAT_VERSION} (retrain the model or use the aeinspect that wrote it)"
+        )
+    try:
+        threshold = payload["threshold"]
+        return ModelFile(
+            model=from_dict(ModelConfig, payload["model"]),
+            preprocess=from_dict(Preprocess, payload["preprocess"]),
+            train=from_dict(TrainConfig, payload["train"]),
+            state_dict=payload["state_dict"],
+            threshold=None if threshold is None else Threshold(**threshold),
+            history=list(payload["history"]),
+            validation_images=list(payload["validation_images"]),
+            optimizer_state=payload["optimizer_state"],
+            versions=dict(payload["versions"]),
+        )
+    except (KeyError, TypeError, ValueError, InputError) as error:
+        raise ModelFileError(f"{path} is a damaged aeinspect model file ({error})") from None
+
+
+def _load_payload(path: Path) -> Any:
+    if not path.is_file():
+        raise ModelFileError(f"no such model file: {path}")
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError:
+        raise ModelFileError(
+            f"{path} is not an aeinspect model file (it holds Python objects that are not "
+            "loaded, for safety)"
+        ) from None
+    except Exception as error:  # torch.load fails in many ways on damaged or foreign files
+        reason = str(error).splitlines()[0] if str(error) else type(error).__name__
+        raise ModelFileError(f"cannot read model file {path}: {reason}") from None

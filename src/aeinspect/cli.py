@@ -1,0 +1,338 @@
+"""The ``aeinspect`` command line: options → config → one core call → rendering.
+
+Results go to standard output (a table, or JSON lines with ``--json``); progress and
+warnings go to standard error. A user's mistake is one ``Error: …`` line and exit code 2.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Annotated, Any, TypeVar
+
+import typer
+from rich.console import Console
+
+from aeinspect import __version__
+from aeinspect.checkpoint import ModelFile, load_model, save_model
+from aeinspect.config import ModelConfig, Preprocess, SegmentConfig, TrainConfig
+from aeinspect.errors import AeinspectError, InputError
+from aeinspect.images import ImageSource, find_images
+from aeinspect.outputs import DEFAULT_SAVE, parse_save, write_outputs
+from aeinspect.pipeline import Segmentation, check_readable, segment_images, train_model
+from aeinspect.runtime import select_device
+from aeinspect.segmentation import Segmenter
+from aeinspect.training import EpochRecord
+
+EXIT_DEFECT = 1
+EXIT_USAGE = 2
+
+app = typer.Typer(
+    name="aeinspect",
+    help="Find defects on surfaces with an SSIM autoencoder trained on good images only.",
+    rich_markup_mode=None,
+    pretty_exceptions_enable=False,
+    no_args_is_help=True,
+    add_completion=False,
+)
+stderr = Console(stderr=True, highlight=False)
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def _user_errors(command: F) -> F:
+    """Turn ``AeinspectError`` into one ``Error: …`` line on stderr and exit code 2."""
+
+    @functools.wraps(command)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return command(*args, **kwargs)
+        except AeinspectError as error:
+            typer.echo(f"Error: {error}", err=True)
+            raise typer.Exit(EXIT_USAGE) from None
+
+    return wrapper  # type: ignore[return-value]
+
+
+def _show_progress(quiet: bool) -> bool:
+    return not quiet and sys.stderr.isatty()
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"aeinspect {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: Annotated[
+        bool, typer.Option("--version", callback=_version, is_eager=True, help="Print the version.")
+    ] = False,
+) -> None:
+    """Find defects on surfaces with an SSIM autoencoder trained on good images only."""
+
+
+Images = Annotated[
+    list[str],
+    typer.Argument(help="Image files, folders (searched recursively) or - (paths on stdin)."),
+]
+Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="No progress on stderr.")]
+Device = Annotated[str, typer.Option(help="auto, cpu, cuda or cuda:N (auto: CUDA if present).")]
+
+
+@app.command()
+@_user_errors
+def train(
+    images: Images,
+    output: Annotated[Path, typer.Option("--output", "-o", help="Model file to write.")],
+    model: Annotated[str, typer.Option(help="Loss and residual: ssim or l2.")] = "ssim",
+    num: Annotated[int, typer.Option(help="Random training patches to cut.")] = 10_000,
+    size: Annotated[int, typer.Option(help="Patch size P (multiple of 16, >= 32).")] = 128,
+    resize: Annotated[int | None, typer.Option(help="Down-scale to S x S first.")] = None,
+    scale: Annotated[float | None, typer.Option(help="Down-scale by a factor first.")] = None,
+    channels: Annotated[int, typer.Option(help="1 (gray) or 3 (colour).")] = 1,
+    augment: Annotated[bool, typer.Option(help="Random rotation and flips.")] = True,
+    latent: Annotated[int, typer.Option(help="Latent size d (100 textures, 500 complex).")] = 100,
+    window: Annotated[int, typer.Option(help="SSIM window K (odd).")] = 11,
+    epochs: Annotated[int, typer.Option(help="Epochs at most.")] = 200,
+    batch_size: Annotated[int, typer.Option(help="Patches per step.")] = 128,
+    lr: Annotated[float, typer.Option(help="Adam learning rate.")] = 2e-4,
+    weight_decay: Annotated[float, typer.Option(help="Adam weight decay.")] = 1e-5,
+    val_split: Annotated[float, typer.Option(help="Fraction of images held out.")] = 0.1,
+    patience: Annotated[int, typer.Option(help="Stop after N epochs without gain (0=never).")] = 20,
+    max_minutes: Annotated[float | None, typer.Option(help="Stop after this many minutes.")] = None,
+    seed: Annotated[int, typer.Option(help="Seed of split, patches, weights, order.")] = 0,
+    device: Device = "auto",
+    resume: Annotated[
+        Path | None, typer.Option(help="Continue training this model file (its settings kept).")
+    ] = None,
+    json_output: Annotated[bool, typer.Option("--json", help="Print the summary as JSON.")] = False,
+    quiet: Quiet = False,
+) -> None:
+    """Train an autoencoder on defect-free images and write a model file."""
+    preprocess = Preprocess(resize=resize, scale=scale, channels=channels)
+    model_config = ModelConfig(
+        kind=model, patch_size=size, channels=channels, latent=latent, window=window
+    )
+    train_config = TrainConfig(
+        num_patches=num, augment=augment, epochs=epochs, batch_size=batch_size, lr=lr,
+        weight_decay=weight_decay, val_split=val_split, patience=patience,
+        max_minutes=max_minutes, seed=seed,
+    )  # fmt: skip
+    _check_output_file(output)
+    previous = load_model(resume) if resume is not None else None
+    sources = find_images(images)
+    torch_device = select_device(device)
+    progress = _epoch_printer() if _show_progress(quiet) else None
+    model_file, result = train_model(
+        sources,
+        preprocess=preprocess,
+        model_config=model_config,
+        train_config=train_config,
+        device=torch_device,
+        resume=previous,
+        on_epoch=progress,
+    )
+    save_model(output, model_file)
+    summary = _train_summary(output, model_file, len(sources), result.stop_reason)
+    if json_output:
+        typer.echo(json.dumps(summary))
+    else:
+        _print_train_summary(summary)
+
+
+def _check_output_file(output: Path) -> None:
+    if output.is_dir():
+        raise InputError(f"-o {output} is a folder; give a model file path such as model.pt")
+    try:
+        output.absolute().parent.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise InputError(f"cannot create the folder of {output}: {error.strerror}") from None
+
+
+def _epoch_printer() -> Callable[[EpochRecord], None]:
+    def show(record: EpochRecord) -> None:
+        minutes, seconds = divmod(int(record.eta_seconds), 60)
+        mark = "*" if record.best else " "
+        stderr.print(
+            f"epoch {record.epoch:>4}/{record.last_epoch}  train {record.train_loss:.5f}  "
+            f"val {record.val_loss:.5f} {mark}  {record.seconds:6.1f} s  "
+            f"ETA {minutes}m{seconds:02d}s"
+        )
+
+    return show
+
+
+def _train_summary(
+    output: Path, model_file: ModelFile, images: int, stop_reason: str
+) -> dict[str, Any]:
+    best = min(model_file.history, key=lambda r: r["val_loss"])
+    threshold = model_file.threshold
+    return {
+        "model_file": str(output),
+        "model": model_file.model.kind,
+        "images": images,
+        "validation_images": len(model_file.validation_images),
+        "epochs": len(model_file.history),
+        "stopped_by": stop_reason,
+        "best_epoch": best["epoch"],
+        "best_val_loss": best["val_loss"],
+        "train_seconds": sum(r["seconds"] for r in model_file.history),
+        "threshold": None if threshold is None else threshold.value,
+        "threshold_method": None if threshold is None else threshold.method,
+    }
+
+
+def _print_train_summary(summary: dict[str, Any]) -> None:
+    typer.echo(
+        f"{summary['model_file']}: {summary['model']} model, {summary['epochs']} epochs "
+        f"(stopped by {summary['stopped_by']}), best validation loss "
+        f"{summary['best_val_loss']:.5f} at epoch {summary['best_epoch']}, "
+        f"{summary['train_seconds'] / 60:.1f} min"
+    )
+    if summary["threshold"] is None:
+        typer.echo("threshold: none (no validation images); pass --threshold to segment")
+    else:
+        typer.echo(
+            f"threshold: {summary['threshold']:.5f} ({summary['threshold_method']} method on "
+            f"{summary['validation_images']} held-out good images)"
+        )
+
+
+@app.command()
+@_user_errors
+def segment(
+    images: Images,
+    model_file: Annotated[Path, typer.Option("--model-file", "-m", help="Trained model file.")],
+    threshold: Annotated[
+        float | None, typer.Option(help="Residual threshold t (default: the model's).")
+    ] = None,
+    stride: Annotated[int, typer.Option(help="Sliding-window stride s.")] = 30,
+    opening: Annotated[
+        int | None, typer.Option(help="Opening diameter D, 0 = none (default: the model's, 4).")
+    ] = None,
+    min_area: Annotated[
+        int | None, typer.Option(help="Drop regions below this many pixels (default: model's, 0).")
+    ] = None,
+    output: Annotated[
+        Path | None, typer.Option("--output", "-o", help="Folder for per-image files.")
+    ] = None,
+    save: Annotated[
+        str | None,
+        typer.Option(help="Files to write with -o: mask,residual,overlay,recon,components."),
+    ] = None,
+    json_output: Annotated[bool, typer.Option("--json", help="JSON lines on stdout.")] = False,
+    fail_on_defect: Annotated[
+        bool, typer.Option("--fail-on-defect", help="Exit 1 when any image is defective.")
+    ] = False,
+    batch_size: Annotated[int, typer.Option(help="Windows per forward call.")] = 32,
+    device: Device = "auto",
+    shard: Annotated[
+        str | None, typer.Option(help="i/n: process every n-th image from the i-th (0-based).")
+    ] = None,
+    quiet: Quiet = False,
+) -> None:
+    """Segment defects in images with a trained model."""
+    if save is not None and output is None:
+        raise InputError("--save needs -o/--output, the folder to write to")
+    kinds = parse_save_option(save) if output is not None else ()
+    sources = _take_shard(find_images(images), shard)
+    loaded = load_model(model_file)
+    value, defaults = _resolve_threshold(loaded, threshold, model_file)
+    config = SegmentConfig(
+        stride=stride,
+        opening=defaults.opening if opening is None else opening,
+        min_area=defaults.min_area if min_area is None else min_area,
+        batch_size=batch_size,
+    )
+    segmenter = Segmenter(loaded, select_device(device))
+    if output is not None:
+        check_readable(sources, loaded.preprocess)
+    results = segment_images(
+        sources, segmenter, config, threshold=value, components="components" in kinds
+    )
+    any_defect = _report(results, output, kinds, json_output, _show_progress(quiet), len(sources))
+    if fail_on_defect and any_defect:
+        raise typer.Exit(EXIT_DEFECT)
+
+
+def parse_save_option(save: str | None) -> tuple[str, ...]:
+    try:
+        return DEFAULT_SAVE if save is None else parse_save(save)
+    except ValueError as error:
+        raise InputError(str(error)) from None
+
+
+def _take_shard(sources: list[ImageSource], shard: str | None) -> list[ImageSource]:
+    if shard is None:
+        return sources
+    parts = shard.split("/")
+    if len(parts) != 2 or not all(p.isdigit() for p in parts) or not int(parts[0]) < int(parts[1]):
+        raise InputError(f"--shard must be i/n with 0 <= i < n, got {shard!r}")
+    index, count = int(parts[0]), int(parts[1])
+    return sources[index::count]
+
+
+def _resolve_threshold(
+    loaded: ModelFile, threshold: float | None, path: Path
+) -> tuple[float, SegmentConfig]:
+    """The threshold to use and the opening/min-area defaults that belong to it."""
+    if threshold is not None:
+        return threshold, SegmentConfig()
+    if loaded.threshold is None:
+        raise InputError(f"{path} holds no threshold; pass --threshold T")
+    details = loaded.threshold.details
+    defaults = SegmentConfig(
+        opening=int(details.get("opening", 4)), min_area=int(details.get("min_area", 0))
+    )
+    return loaded.threshold.value, defaults
+
+
+def _report(
+    results: Any,
+    output: Path | None,
+    kinds: tuple[str, ...],
+    json_output: bool,
+    progress: bool,
+    total: int,
+) -> bool:
+    any_defect = False
+    if not json_output:
+        typer.echo(f"{'image':<40} {'result':<8} {'defect_px':>9} {'regions':>7} {'max_res':>8}")
+    for done, result in enumerate(results, start=1):
+        written = write_outputs(result, output, kinds) if output is not None else []
+        any_defect |= result.mask.defective
+        typer.echo(_json_line(result, written) if json_output else _table_row(result))
+        if progress:
+            stderr.print(f"[{done}/{total}] {result.source.path}", end="\r")
+    return any_defect
+
+
+def _json_line(result: Segmentation, written: list[Path]) -> str:
+    record = {
+        "image": str(result.source.path),
+        "defective": result.mask.defective,
+        "defect_pixels": result.mask.defect_pixels,
+        "regions": result.mask.regions,
+        "max_residual": round(float(result.analysis.residual.max()), 6),
+        "threshold": result.threshold,
+        "outputs": [str(p) for p in written],
+    }
+    return json.dumps(record)
+
+
+def _table_row(result: Segmentation) -> str:
+    verdict = "DEFECT" if result.mask.defective else "ok"
+    return (
+        f"{str(result.source.path):<40} {verdict:<8} {result.mask.defect_pixels:>9} "
+        f"{result.mask.regions:>7} {float(result.analysis.residual.max()):>8.4f}"
+    )
+
+
+def main() -> None:
+    """Entry point of the ``aeinspect`` script and ``python -m aeinspect``."""
+    app()

@@ -1,0 +1,214 @@
+"""All image file I/O: finding, reading, converting, resizing and writing images (OpenCV)."""
+
+from __future__ import annotations
+
+import os
+import sys
+import tempfile
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TextIO
+
+import cv2
+import numpy as np
+
+from aeinspect.config import Preprocess
+from aeinspect.errors import InputError
+
+IMAGE_EXTENSIONS = (".png", ".bmp", ".tif", ".tiff", ".jpg", ".jpeg")
+_DTYPE_RANGE = {np.dtype(np.uint8): 255.0, np.dtype(np.uint16): 65535.0}
+
+
+@dataclass(frozen=True)
+class ImageSource:
+    """An image to process and where its outputs go.
+
+    Attributes:
+        path: the file to read.
+        output_stem: relative path of its outputs without suffix, e.g. ``cut/000`` for
+            ``F/cut/000.png`` found under folder ``F``; outputs are ``<output_stem>_mask.png``….
+    """
+
+    path: Path
+    output_stem: Path
+
+
+@dataclass(frozen=True)
+class Image:
+    """An image read from a file and prepared for the network.
+
+    Attributes:
+        pixels: (C, h, w) float32 in [0, 1] after ``Preprocess`` (resize/scale).
+        original: (C, H, W) float32 in [0, 1] at the file's own size.
+    """
+
+    pixels: np.ndarray
+    original: np.ndarray
+
+    @property
+    def original_size(self) -> tuple[int, int]:
+        """(H, W) of the file."""
+        return self.original.shape[1], self.original.shape[2]
+
+
+def find_images(inputs: Sequence[str], stdin: TextIO | None = None) -> list[ImageSource]:
+    """Expand files, folders (recursively) and ``-`` (paths on standard input) into images.
+
+    A file keeps its name as output stem; an image found under a folder F keeps its path
+    relative to F; paths from standard input keep their path relative to their common folder.
+
+    Raises:
+        InputError: a path does not exist, a folder holds no image, standard input is empty,
+            or two inputs would write the same outputs.
+    """
+    sources: list[ImageSource] = []
+    for item in inputs:
+        if item == "-":
+            sources += _sources_from_list(_read_path_list(stdin or sys.stdin))
+        else:
+            sources += _sources_from_path(Path(item))
+    _check_unique(sources)
+    return sources
+
+
+def _sources_from_path(path: Path) -> list[ImageSource]:
+    if path.is_dir():
+        files = sorted(
+            p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS
+        )
+        if not files:
+            raise InputError(
+                f"no images in folder {path} (looked for {', '.join(IMAGE_EXTENSIONS)})"
+            )
+        return [ImageSource(p, p.relative_to(path).with_suffix("")) for p in files]
+    if path.is_file():
+        return [ImageSource(path, Path(path.stem))]
+    raise InputError(f"no such file or folder: {path}")
+
+
+def _read_path_list(stream: TextIO) -> list[Path]:
+    paths = [Path(line.strip()) for line in stream if line.strip()]
+    if not paths:
+        raise InputError("no image paths on standard input")
+    return paths
+
+
+def _sources_from_list(paths: list[Path]) -> list[ImageSource]:
+    for path in paths:
+        if not path.is_file():
+            raise InputError(f"no such file: {path} (read from standard input)")
+    parent = Path(os.path.commonpath([p.absolute().parent for p in paths]))
+    return [ImageSource(p, p.absolute().relative_to(parent).with_suffix("")) for p in paths]
+
+
+def _check_unique(sources: list[ImageSource]) -> None:
+    seen: dict[Path, Path] = {}
+    for source in sources:
+        other = seen.setdefault(source.output_stem, source.path)
+        if other != source.path:
+            raise InputError(
+                f"{other} and {source.path} would write the same outputs "
+                f"({source.output_stem}_*); pass their folder instead"
+            )
+
+
+def read_image(path: Path, preprocess: Preprocess) -> Image:
+    """Read an image file and prepare it as ``preprocess`` says.
+
+    8- or 16-bit, gray, BGR or BGRA; scaled by the dtype's range to [0, 1]; converted to
+    one gray channel unless ``preprocess.channels`` is 3.
+
+    Raises:
+        InputError: the file cannot be read or decoded, or its pixel type is unsupported.
+    """
+    raw = _decode(path)
+    original = _to_float(raw, preprocess.channels, path)
+    return Image(pixels=apply_preprocess(original, preprocess), original=original)
+
+
+def _decode(path: Path) -> np.ndarray:
+    try:
+        data = np.fromfile(path, dtype=np.uint8)
+    except OSError as error:
+        raise InputError(f"cannot read image {path}: {error.strerror}") from None
+    raw = cv2.imdecode(data, cv2.IMREAD_UNCHANGED) if data.size else None
+    if raw is None:
+        raise InputError(f"cannot read image {path}: not an image file OpenCV can decode")
+    return raw
+
+
+def _to_float(raw: np.ndarray, channels: int, path: Path) -> np.ndarray:
+    if raw.dtype not in _DTYPE_RANGE:
+        raise InputError(f"cannot use image {path}: {raw.dtype} pixels (need 8- or 16-bit)")
+    if raw.ndim == 3 and raw.shape[2] == 4:
+        raw = cv2.cvtColor(raw, cv2.COLOR_BGRA2BGR)
+    if raw.ndim == 3 and channels == 1:
+        raw = cv2.cvtColor(raw, cv2.COLOR_BGR2GRAY)
+    elif raw.ndim == 2 and channels == 3:
+        raw = cv2.cvtColor(raw, cv2.COLOR_GRAY2BGR)
+    array = raw.astype(np.float32) / _DTYPE_RANGE[raw.dtype]
+    return array[None] if array.ndim == 2 else np.ascontiguousarray(array.transpose(2, 0, 1))
+
+
+def apply_preprocess(image: np.ndarray, preprocess: Preprocess) -> np.ndarray:
+    """Down-scale a (C, H, W) float32 image as ``preprocess`` says (area interpolation)."""
+    height, width = image.shape[1:]
+    if preprocess.resize is not None:
+        size = (preprocess.resize, preprocess.resize)
+    elif preprocess.scale is not None:
+        size = (max(1, round(width * preprocess.scale)), max(1, round(height * preprocess.scale)))
+    else:
+        return image
+    return resize(image, size[1], size[0], interpolation=cv2.INTER_AREA)
+
+
+def resize(
+    image: np.ndarray, height: int, width: int, *, interpolation: int = cv2.INTER_LINEAR
+) -> np.ndarray:
+    """Resize a (C, H, W) or (H, W) float32 array to (…, height, width)."""
+    if image.shape[-2:] == (height, width):
+        return image
+    if image.ndim == 2:
+        return cv2.resize(image, (width, height), interpolation=interpolation)
+    planes = [cv2.resize(plane, (width, height), interpolation=interpolation) for plane in image]
+    return np.stack(planes)
+
+
+def to_uint8(image: np.ndarray) -> np.ndarray:
+    """(C, H, W) float in [0, 1] → (H, W) or (H, W, 3) uint8, ready for ``cv2.imencode``."""
+    array = np.clip(image * 255.0 + 0.5, 0, 255).astype(np.uint8)
+    return array[0] if array.shape[0] == 1 else array.transpose(1, 2, 0)
+
+
+def write_image(path: Path, image: np.ndarray) -> None:
+    """Encode an (H, W) or (H, W, 3) uint8/uint16 array as PNG and write it atomically."""
+    ok, encoded = cv2.imencode(".png", image)
+    if not ok:
+        raise InputError(f"cannot encode {path}")
+    write_bytes_atomic(path, encoded.tobytes())
+
+
+def write_bytes_atomic(path: Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` through a temporary file in the same folder and a rename."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(handle, "wb") as stream:
+            stream.write(data)
+        os.chmod(temporary, 0o666 & ~_umask())
+        os.replace(temporary, path)
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise
+
+
+def _umask() -> int:
+    current = os.umask(0)
+    os.umask(current)
+    return current
+
+
+def read_images(sources: Iterable[ImageSource], preprocess: Preprocess) -> list[Image]:
+    """Read many images; the first unreadable one raises ``InputError``."""
+    return [read_image(source.path, preprocess) for source in sources]

@@ -1,0 +1,160 @@
+"""Random training patches, sliding-window positions and overlap-averaged stitching."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+
+import cv2
+import numpy as np
+import torch
+
+
+def window_positions(length: int, patch: int, stride: int) -> np.ndarray:
+    """Start offsets 0, s, 2s, … of a ``patch``-wide window, always ending at ``length - patch``.
+
+    Args:
+        length: image side, at least ``patch``.
+        patch: window side P.
+        stride: step s ≥ 1.
+
+    Returns:
+        int64 array of increasing offsets whose windows cover every pixel.
+    """
+    if length < patch:
+        raise ValueError(f"image side {length} is smaller than the window {patch}")
+    positions = list(range(0, length - patch + 1, stride))
+    if positions[-1] != length - patch:
+        positions.append(length - patch)
+    return np.asarray(positions, dtype=np.int64)
+
+
+def coverage(length: int, positions: np.ndarray, patch: int) -> np.ndarray:
+    """How many windows starting at ``positions`` cover each of ``length`` pixels (float32)."""
+    counts = np.zeros(length + 1, dtype=np.float32)
+    np.add.at(counts, positions, 1.0)
+    np.add.at(counts, positions + patch, -1.0)
+    return np.cumsum(counts)[:length]
+
+
+def pad_to_patch(image: torch.Tensor, patch: int) -> torch.Tensor:
+    """Pad a (C, H, W) image at its bottom/right by symmetric reflection to at least P × P."""
+    height, width = image.shape[1:]
+    if height >= patch and width >= patch:
+        return image
+    rows = np.pad(np.arange(height), (0, max(0, patch - height)), mode="symmetric")
+    cols = np.pad(np.arange(width), (0, max(0, patch - width)), mode="symmetric")
+    rows_t = torch.from_numpy(rows).to(image.device)
+    cols_t = torch.from_numpy(cols).to(image.device)
+    return image.index_select(1, rows_t).index_select(2, cols_t)
+
+
+def reconstruct_by_windows(
+    image: torch.Tensor,
+    reconstruct: Callable[[torch.Tensor], torch.Tensor],
+    *,
+    patch: int,
+    stride: int,
+    batch_size: int,
+) -> torch.Tensor:
+    """Reconstruct a whole image window by window and average the overlaps per pixel.
+
+    Args:
+        image: (C, H, W) float tensor; sides smaller than P are reflect-padded, then cropped.
+        reconstruct: maps a (B, C, P, P) batch to its (B, C, P, P) reconstruction.
+        patch: window side P.
+        stride: window step s.
+        batch_size: windows per ``reconstruct`` call.
+
+    Returns:
+        (C, H, W) reconstruction on the image's device and dtype.
+    """
+    height, width = image.shape[1:]
+    padded = pad_to_patch(image, patch)
+    channels, padded_h, padded_w = padded.shape
+    ys, xs = window_positions(padded_h, patch, stride), window_positions(padded_w, patch, stride)
+    grid_y, grid_x = (torch.from_numpy(a.ravel()) for a in np.meshgrid(ys, xs, indexing="ij"))
+    offsets = torch.arange(patch)
+    channel_index = torch.arange(channels).view(channels, 1, 1, 1).to(image.device)
+    total = torch.zeros_like(padded)
+    for start in range(0, grid_y.numel(), batch_size):
+        rows = (grid_y[start : start + batch_size, None, None] + offsets[None, :, None]).to(
+            image.device
+        )
+        cols = (grid_x[start : start + batch_size, None, None] + offsets[None, None, :]).to(
+            image.device
+        )
+        windows = padded[:, rows, cols].transpose(0, 1)
+        restored = reconstruct(windows.contiguous()).to(padded.dtype).transpose(0, 1)
+        total.index_put_((channel_index, rows[None], cols[None]), restored, accumulate=True)
+    counts = np.outer(coverage(padded_h, ys, patch), coverage(padded_w, xs, patch))
+    mean = total / torch.from_numpy(counts).to(total.device)
+    return mean[:, :height, :width]
+
+
+def sample_patches(
+    images: list[np.ndarray],
+    *,
+    num: int,
+    size: int,
+    augment: bool,
+    rng: np.random.Generator,
+) -> np.ndarray:
+    """Cut ``num`` random ``size``×``size`` patches from (C, H, W) float32 images.
+
+    Each patch comes from an image drawn uniformly, at a uniform position. With ``augment``
+    the patch is rotated by a uniform angle, taken wholly inside the image (no padded
+    corners; an image too small for that is reflect-padded), then flipped at random.
+
+    Returns:
+        (num, C, size, size) float32.
+    """
+    if not images:
+        raise ValueError("no images to cut patches from")
+    channels = images[0].shape[0]
+    planes = [np.ascontiguousarray(image.transpose(1, 2, 0)) for image in images]
+    patches = np.empty((num, channels, size, size), dtype=np.float32)
+    for index in range(num):
+        plane = planes[rng.integers(len(planes))]
+        if augment:
+            patch = _rotated_patch(plane, size, rng.uniform(0.0, 360.0), rng)
+            if rng.random() < 0.5:
+                patch = patch[:, ::-1]
+            if rng.random() < 0.5:
+                patch = patch[::-1, :]
+        else:
+            patch = _straight_patch(plane, size, rng)
+        patches[index] = patch.reshape(size, size, channels).transpose(2, 0, 1)
+    return patches
+
+
+def _pad_plane(plane: np.ndarray, side: int) -> np.ndarray:
+    """Reflect-pad an (H, W[, C]) plane at its bottom/right to at least side × side."""
+    extra_h, extra_w = max(0, side - plane.shape[0]), max(0, side - plane.shape[1])
+    if not extra_h and not extra_w:
+        return plane
+    return cv2.copyMakeBorder(plane, 0, extra_h, 0, extra_w, cv2.BORDER_REFLECT)
+
+
+def _straight_patch(plane: np.ndarray, size: int, rng: np.random.Generator) -> np.ndarray:
+    plane = _pad_plane(plane, size)
+    top = rng.integers(plane.shape[0] - size + 1)
+    left = rng.integers(plane.shape[1] - size + 1)
+    return plane[top : top + size, left : left + size]
+
+
+def _rotated_patch(
+    plane: np.ndarray, size: int, angle: float, rng: np.random.Generator
+) -> np.ndarray:
+    """A size×size patch rotated by ``angle`` degrees whose source square lies in the image."""
+    radians = math.radians(angle)
+    reach = math.ceil(size * (abs(math.cos(radians)) + abs(math.sin(radians)))) + 2
+    plane = _pad_plane(plane, reach)
+    half = reach / 2.0
+    centre_y = rng.uniform(half, plane.shape[0] - half)
+    centre_x = rng.uniform(half, plane.shape[1] - half)
+    matrix = cv2.getRotationMatrix2D((centre_x, centre_y), angle, 1.0)
+    matrix[:, 2] += (size / 2.0 - centre_x, size / 2.0 - centre_y)
+    return cv2.warpAffine(
+        plane, matrix, (size, size), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT
+    )

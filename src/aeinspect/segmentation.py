@@ -1,0 +1,156 @@
+"""Segmenting images with a trained model: window-by-window reconstruction, residual map on
+the whole image, resizing back, threshold, circular opening and small-region removal."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+import torch
+
+from aeinspect.checkpoint import ModelFile
+from aeinspect.config import SegmentConfig
+from aeinspect.images import Image, resize
+from aeinspect.losses import residual_map
+from aeinspect.models import Autoencoder
+from aeinspect.patches import reconstruct_by_windows
+from aeinspect.ssim import ssim_components
+
+
+@dataclass(frozen=True)
+class Components:
+    """SSIM factors between image and reconstruction, each (H, W) float32 at original size."""
+
+    luminance: np.ndarray
+    contrast: np.ndarray
+    structure: np.ndarray
+
+
+@dataclass(frozen=True)
+class Analysis:
+    """What the model sees in one image, before any threshold.
+
+    Attributes:
+        residual: (H, W) float32 residual map at the image's original size.
+        reconstruction: (C, H, W) float32 reconstruction at original size.
+        components: SSIM l, c, s maps, when asked for.
+    """
+
+    residual: np.ndarray
+    reconstruction: np.ndarray
+    components: Components | None = None
+
+
+@dataclass(frozen=True)
+class Mask:
+    """A thresholded, opened segmentation.
+
+    Attributes:
+        mask: (H, W) uint8, 255 on defects, 0 elsewhere.
+        regions: number of 8-connected defect regions left.
+        defect_pixels: number of defect pixels.
+    """
+
+    mask: np.ndarray
+    regions: int
+    defect_pixels: int
+
+    @property
+    def defective(self) -> bool:
+        return self.defect_pixels > 0
+
+
+class Segmenter:
+    """A loaded model ready to reconstruct images on one device."""
+
+    def __init__(self, model_file: ModelFile, device: torch.device) -> None:
+        self.model_file = model_file
+        self.device = device
+        self.network = Autoencoder(model_file.model)
+        self.network.load_state_dict(model_file.state_dict)
+        self.network.to(device).eval()
+
+    @torch.inference_mode()
+    def reconstruct(self, pixels: np.ndarray, *, stride: int, batch_size: int) -> torch.Tensor:
+        """(C, h, w) float32 preprocessed image → (C, h, w) reconstruction on the device."""
+        image = torch.from_numpy(pixels).to(self.device)
+        return reconstruct_by_windows(
+            image,
+            self.network,
+            patch=self.model_file.model.patch_size,
+            stride=stride,
+            batch_size=batch_size,
+        )
+
+    @torch.inference_mode()
+    def analyse(self, image: Image, config: SegmentConfig, *, components: bool = False) -> Analysis:
+        """Reconstruct ``image`` and compute its residual map at the original size."""
+        recon = self.reconstruct(image.pixels, stride=config.stride, batch_size=config.batch_size)
+        x = torch.from_numpy(image.pixels).to(self.device)[None]
+        window, kind = self.model_file.model.window, self.model_file.model.kind
+        residual = residual_map(kind, x, recon[None], window=window)[0]
+        height, width = image.original_size
+        back = _to_original_size(residual.cpu().numpy(), height, width)
+        return Analysis(
+            residual=back,
+            reconstruction=_to_original_size(recon.cpu().numpy(), height, width),
+            components=_components(x, recon[None], window, height, width) if components else None,
+        )
+
+
+def _to_original_size(array: np.ndarray, height: int, width: int) -> np.ndarray:
+    return np.ascontiguousarray(resize(array.astype(np.float32), height, width))
+
+
+def _components(
+    x: torch.Tensor, recon: torch.Tensor, window: int, height: int, width: int
+) -> Components:
+    maps = ssim_components(x, recon, window=window)
+    return Components(
+        *(
+            _to_original_size(m[0].cpu().numpy(), height, width)
+            for m in (maps.luminance, maps.contrast, maps.structure)
+        )
+    )
+
+
+def opening_kernel(diameter: int) -> np.ndarray | None:
+    """The circular structuring element of SPEC §1, or None for diameter 0."""
+    if diameter == 0:
+        return None
+    return cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (diameter, diameter))
+
+
+def open_mask(marked: np.ndarray, opening: int) -> np.ndarray:
+    """Circular opening of a (H, W) uint8 0/255 mask with diameter ``opening`` (0 = none)."""
+    kernel = opening_kernel(opening)
+    if kernel is None:
+        return marked
+    return cv2.morphologyEx(marked, cv2.MORPH_OPEN, kernel)
+
+
+def compute_mask(residual: np.ndarray, threshold: float, *, opening: int, min_area: int) -> Mask:
+    """Threshold (R > t), open, and drop 8-connected regions smaller than ``min_area``.
+
+    Args:
+        residual: (H, W) float32 residual map.
+        threshold: t; pixels strictly above it are candidates.
+        opening: diameter D of the circular opening (0 = none).
+        min_area: smallest region kept, in pixels (0 or 1 = keep all).
+    """
+    marked = open_mask(((residual > threshold) * 255).astype(np.uint8), opening)
+    count, labels, stats, _ = cv2.connectedComponentsWithStats(marked, connectivity=8)
+    areas = stats[1:, cv2.CC_STAT_AREA]
+    keep = areas >= max(min_area, 1)
+    if not keep.all():
+        lookup = np.concatenate([[0], np.where(keep, 255, 0)]).astype(np.uint8)
+        marked = lookup[labels]
+    return Mask(mask=marked, regions=int(keep.sum()), defect_pixels=int(areas[keep].sum()))
+
+
+def largest_region(residual: np.ndarray, threshold: float, *, opening: int) -> int:
+    """Area in pixels of the largest 8-connected region of the opened segmentation (0 if none)."""
+    marked = open_mask(((residual > threshold) * 255).astype(np.uint8), opening)
+    count, _, stats, _ = cv2.connectedComponentsWithStats(marked, connectivity=8)
+    return int(stats[1:, cv2.CC_STAT_AREA].max()) if count > 1 else 0

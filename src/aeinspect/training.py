@@ -1,0 +1,195 @@
+"""The training loop: Adam with real weight decay, validation each epoch, early stopping,
+best-validation weights kept. No file I/O and no printing: progress leaves through a callback."""
+
+from __future__ import annotations
+
+import copy
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+
+from aeinspect.config import ModelConfig, TrainConfig
+from aeinspect.errors import TrainingError
+from aeinspect.losses import reconstruction_loss
+from aeinspect.models import Autoencoder
+
+
+@dataclass(frozen=True)
+class EpochRecord:
+    """One epoch's figures, as stored in the model file's history.
+
+    Attributes:
+        epoch: 1-based epoch number (counting on after a resume).
+        last_epoch: the number the run ends at unless it stops early.
+        train_loss: mean training loss over the epoch's batches.
+        val_loss: mean validation loss (training loss when there is no validation set).
+        seconds: wall time of the epoch.
+        best: whether this epoch's weights are the best so far.
+        eta_seconds: estimate of the time left, bounded by the epoch limit and max_minutes.
+    """
+
+    epoch: int
+    last_epoch: int
+    train_loss: float
+    val_loss: float
+    seconds: float
+    best: bool
+    eta_seconds: float
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "epoch": self.epoch,
+            "train_loss": self.train_loss,
+            "val_loss": self.val_loss,
+            "seconds": self.seconds,
+        }
+
+
+@dataclass(frozen=True)
+class TrainResult:
+    """The best weights and how training went.
+
+    Attributes:
+        state_dict: CPU copy of the weights with the lowest validation loss.
+        optimizer_state: Adam's state at the end, for resuming.
+        history: every epoch run.
+        stop_reason: "epochs", "patience" or "max_minutes".
+    """
+
+    state_dict: dict[str, torch.Tensor]
+    optimizer_state: dict[str, Any]
+    history: list[EpochRecord]
+    stop_reason: str
+
+
+def fit(
+    model: Autoencoder,
+    train_patches: torch.Tensor,
+    val_patches: torch.Tensor | None,
+    config: TrainConfig,
+    *,
+    device: torch.device,
+    start_epoch: int = 0,
+    optimizer_state: dict[str, Any] | None = None,
+    on_epoch: Callable[[EpochRecord], None] | None = None,
+) -> TrainResult:
+    """Train ``model`` on (N, C, P, P) float32 patches in [0, 1].
+
+    Args:
+        model: the autoencoder, initialised (seeded) by the caller; moved to ``device``.
+        train_patches: (N, C, P, P) patches, kept on the CPU and sent batch by batch.
+        val_patches: (M, C, P, P) validation patches, or None to judge by training loss.
+        config: the schedule and stopping rules.
+        device: where to compute.
+        start_epoch: epochs already run (a resume); numbering continues from it.
+        optimizer_state: Adam's state to resume from.
+        on_epoch: called after every epoch with its record.
+    """
+    model.to(device)
+    optimizer = torch.optim.Adam(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+    if optimizer_state is not None:
+        optimizer.load_state_dict(optimizer_state)
+    order = torch.Generator().manual_seed(config.seed + start_epoch)
+    deadline = (
+        math.inf if config.max_minutes is None else time.monotonic() + 60 * config.max_minutes
+    )
+    started = time.monotonic()
+    history: list[EpochRecord] = []
+    best_loss, best_state, stale, stop_reason = math.inf, None, 0, "epochs"
+    for epoch in range(start_epoch + 1, start_epoch + config.epochs + 1):
+        epoch_start = time.monotonic()
+        train_loss, out_of_time = _train_epoch(
+            model, optimizer, train_patches, config, device, order, deadline
+        )
+        val_loss = (
+            train_loss
+            if val_patches is None
+            else evaluate_loss(model, val_patches, config.batch_size, device)
+        )
+        if not math.isfinite(train_loss) or not math.isfinite(val_loss):
+            raise TrainingError(
+                f"training diverged at epoch {epoch} (loss {train_loss}); lower --lr "
+                f"(now {config.lr:g})"
+            )
+        improved = val_loss < best_loss
+        if improved:
+            best_loss, stale = val_loss, 0
+            best_state = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
+        else:
+            stale += 1
+        now = time.monotonic()
+        last_epoch = start_epoch + config.epochs
+        epochs_left, epochs_done = last_epoch - epoch, epoch - start_epoch
+        eta = min(epochs_left * (now - started) / epochs_done, max(0.0, deadline - now))
+        record = EpochRecord(
+            epoch, last_epoch, train_loss, val_loss, now - epoch_start, improved, eta
+        )
+        history.append(record)
+        if on_epoch is not None:
+            on_epoch(record)
+        if out_of_time:
+            stop_reason = "max_minutes"
+            break
+        if config.patience and stale >= config.patience:
+            stop_reason = "patience"
+            break
+    assert best_state is not None  # at least one epoch ran
+    return TrainResult(
+        state_dict=best_state,
+        optimizer_state=copy.deepcopy(optimizer.state_dict()),
+        history=history,
+        stop_reason=stop_reason,
+    )
+
+
+def _train_epoch(
+    model: Autoencoder,
+    optimizer: torch.optim.Optimizer,
+    patches: torch.Tensor,
+    config: TrainConfig,
+    device: torch.device,
+    order: torch.Generator,
+    deadline: float,
+) -> tuple[float, bool]:
+    """One pass in a random order; returns the mean loss and whether time ran out."""
+    model.train()
+    kind, window = model.config.kind, model.config.window
+    permutation = torch.randperm(len(patches), generator=order)
+    losses: list[float] = []
+    for start in range(0, len(patches), config.batch_size):
+        batch = patches[permutation[start : start + config.batch_size]].to(device)
+        loss = reconstruction_loss(kind, batch, model(batch), window=window)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        losses.append(loss.item())
+        if time.monotonic() > deadline:
+            return float(np.mean(losses)), True
+    return float(np.mean(losses)), False
+
+
+@torch.inference_mode()
+def evaluate_loss(
+    model: Autoencoder, patches: torch.Tensor, batch_size: int, device: torch.device
+) -> float:
+    """Mean loss over (M, C, P, P) patches, weighted by batch size."""
+    model.eval()
+    kind, window = model.config.kind, model.config.window
+    total = 0.0
+    for start in range(0, len(patches), batch_size):
+        batch = patches[start : start + batch_size].to(device)
+        loss = reconstruction_loss(kind, batch, model(batch), window=window)
+        total += loss.item() * len(batch)
+    return total / len(patches)
+
+
+def new_model(config: ModelConfig, seed: int) -> Autoencoder:
+    """An autoencoder whose initial weights depend only on ``seed``."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        return Autoencoder(config)

@@ -1,0 +1,65 @@
+"""Shared fixtures: tiny synthetic images written to tmp folders, and one tiny trained model."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from aeinspect.cli import app
+
+
+def stripes(height: int, width: int, seed: int) -> np.ndarray:
+    """A gray 8-bit striped texture with a random phase and mild noise."""
+    rng = np.random.default_rng(seed)
+    x = np.arange(width)[None, :] + rng.uniform(0, 8)
+    y = np.arange(height)[:, None]
+    image = 0.5 + 0.25 * np.sin(2 * np.pi * x / 8) + 0.1 * np.cos(2 * np.pi * y / 16)
+    image = image + rng.normal(0, 0.02, (height, width))
+    return np.clip(image * 255, 0, 255).astype(np.uint8)
+
+
+def with_blob(image: np.ndarray) -> np.ndarray:
+    """The image with a dark 12×12 square painted at its centre."""
+    painted = image.copy()
+    cy, cx = image.shape[0] // 2, image.shape[1] // 2
+    painted[cy - 6 : cy + 6, cx - 6 : cx + 6] = 10
+    return painted
+
+
+@pytest.fixture(scope="session")
+def good_folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    folder = tmp_path_factory.mktemp("good")
+    for index in range(6):
+        cv2.imwrite(str(folder / f"{index:02d}.png"), stripes(48, 56, index))
+    return folder
+
+
+@pytest.fixture(scope="session")
+def test_folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """``good/0.png`` and ``blob/0.png`` (same name, different folders), 40×70 pixels."""
+    folder = tmp_path_factory.mktemp("test")
+    (folder / "good").mkdir()
+    (folder / "blob").mkdir()
+    cv2.imwrite(str(folder / "good" / "0.png"), stripes(40, 70, 99))
+    cv2.imwrite(str(folder / "blob" / "0.png"), with_blob(stripes(40, 70, 98)))
+    return folder
+
+
+@pytest.fixture(scope="session")
+def tiny_model(tmp_path_factory: pytest.TempPathFactory, good_folder: Path) -> Path:
+    """A 32×32-patch SSIM model trained for two short epochs through the CLI."""
+    path = tmp_path_factory.mktemp("model") / "model.pt"
+    result = CliRunner().invoke(
+        app,
+        [
+            "train", str(good_folder), "-o", str(path), "--size", "32", "--num", "64",
+            "--epochs", "2", "--batch-size", "16", "--val-split", "0.34", "--device", "cpu",
+            "--latent", "16",
+        ],
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    return path

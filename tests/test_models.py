@@ -1,0 +1,73 @@
+"""The Table 1 network: shapes for every patch size and latent size, size, linear ends."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch import nn
+
+from aeinspect.config import ModelConfig
+from aeinspect.errors import InputError
+from aeinspect.models import Autoencoder, count_parameters
+
+
+@pytest.mark.parametrize("patch", [32, 64, 128, 256])
+@pytest.mark.parametrize("latent", [1, 100, 500])
+def test_output_and_latent_shapes(patch: int, latent: int) -> None:
+    model = Autoencoder(ModelConfig(patch_size=patch, latent=latent))
+    x = torch.rand(2, 1, patch, patch)
+    code = model.encoder(x)
+    assert code.shape == (2, latent, 1, 1)
+    assert model(x).shape == (2, 1, patch, patch)
+
+
+def test_colour_model_keeps_three_channels() -> None:
+    model = Autoencoder(ModelConfig(patch_size=64, channels=3))
+    assert model(torch.rand(1, 3, 64, 64)).shape == (1, 3, 64, 64)
+
+
+def table1_parameter_count(d: int, k: int = 1, latent_kernel: int = 8) -> int:
+    """Weights + biases of Table 1's encoder and its mirrored decoder, counted by hand."""
+    encoder = [(k, 32, 4), (32, 32, 4), (32, 32, 3), (32, 64, 4), (64, 64, 3), (64, 128, 4),
+               (128, 64, 3), (64, 32, 3), (32, d, latent_kernel)]  # fmt: skip
+    decoder = [(cout, cin, kernel) for cin, cout, kernel in reversed(encoder)]
+    return sum(cin * cout * kernel * kernel + cout for cin, cout, kernel in encoder + decoder)
+
+
+def test_parameter_count_of_the_paper_network() -> None:
+    model = Autoencoder(ModelConfig(patch_size=128, latent=100))
+    assert count_parameters(model) == table1_parameter_count(100) == 1_048_549
+
+
+def test_latent_code_and_output_are_linear() -> None:
+    model = Autoencoder(ModelConfig(patch_size=32, latent=8))
+    assert isinstance(model.encoder[-1], nn.Conv2d)
+    assert isinstance(model.decoder[-1], nn.ConvTranspose2d)
+    activations = [m for m in model.modules() if isinstance(m, nn.LeakyReLU)]
+    assert len(activations) == 16
+    assert all(m.negative_slope == 0.2 for m in activations)
+    # a linear output can leave [0, 1]; a sigmoid or ReLU at the end could not go negative
+    with torch.no_grad():
+        model.decoder[-1].bias.fill_(-5.0)
+    assert model(torch.rand(1, 1, 32, 32)).max() < 0
+
+
+@pytest.mark.parametrize(
+    ("settings", "message"),
+    [
+        ({"patch_size": 40}, "multiple of 16"),
+        ({"patch_size": 16}, "at least 32"),
+        ({"latent": 0}, "--latent"),
+        ({"window": 10}, "odd"),
+        ({"kind": "gan"}, "--model"),
+    ],
+)
+def test_bad_model_settings_are_refused(settings: dict, message: str) -> None:
+    with pytest.raises(InputError, match=message):
+        ModelConfig(**settings)
+
+
+def test_wrong_input_shape_says_what_was_received() -> None:
+    model = Autoencoder(ModelConfig(patch_size=32))
+    with pytest.raises(ValueError, match=r"got \(1, 1, 64, 64\)"):
+        model(torch.rand(1, 1, 64, 64))

@@ -1,0 +1,115 @@
+"""Window positions, overlap-averaged reconstruction and random training patches."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from aeinspect.losses import residual_map
+from aeinspect.patches import (
+    coverage,
+    reconstruct_by_windows,
+    sample_patches,
+    window_positions,
+)
+
+
+@pytest.mark.parametrize(("length", "patch", "stride"), [(700, 128, 30), (128, 128, 30),
+                                                         (129, 128, 30), (1024, 128, 128),
+                                                         (200, 64, 7)])  # fmt: skip
+def test_windows_cover_every_pixel_and_end_at_the_border(
+    length: int, patch: int, stride: int
+) -> None:
+    positions = window_positions(length, patch, stride)
+    assert positions[0] == 0
+    assert positions[-1] == length - patch
+    assert np.all(np.diff(positions) > 0) and np.all(np.diff(positions) <= stride)
+    covered = np.zeros(length, dtype=int)
+    for start in positions:
+        covered[start : start + patch] += 1
+    assert covered.min() >= 1
+    np.testing.assert_array_equal(coverage(length, positions, patch), covered)
+
+
+def test_paper_example_has_31_by_21_windows() -> None:
+    assert len(window_positions(1024, 128, 30)) == 31
+    assert len(window_positions(700, 128, 30)) == 21
+
+
+def test_window_larger_than_image_is_refused() -> None:
+    with pytest.raises(ValueError, match="smaller than the window"):
+        window_positions(50, 64, 30)
+
+
+@pytest.mark.parametrize("shape", [(1, 100, 150), (3, 64, 64), (1, 20, 90), (1, 17, 9)])
+def test_identity_model_reconstructs_exactly(shape: tuple[int, int, int]) -> None:
+    image = torch.rand(shape, generator=torch.Generator().manual_seed(0))
+    calls: list[int] = []
+
+    def identity(batch: torch.Tensor) -> torch.Tensor:
+        calls.append(batch.shape[0])
+        assert batch.shape[1:] == (shape[0], 32, 32)
+        return batch.clone()
+
+    recon = reconstruct_by_windows(image, identity, patch=32, stride=7, batch_size=16)
+    assert recon.shape == image.shape
+    torch.testing.assert_close(recon, image, atol=1e-6, rtol=0)
+    assert max(calls) <= 16 and len(calls) < sum(calls) or len(calls) == 1
+    residual = residual_map("ssim", image[None], recon[None], window=11)
+    assert residual.abs().max() < 1e-4
+
+
+def test_windows_are_averaged_per_pixel() -> None:
+    """A 'model' that outputs each window's index: the mean over covering windows results."""
+    image = torch.zeros(1, 40, 40)
+    counter = iter(range(1000))
+
+    def numbered(batch: torch.Tensor) -> torch.Tensor:
+        return torch.stack([torch.full_like(batch[0], float(next(counter))) for _ in batch])
+
+    recon = reconstruct_by_windows(image, numbered, patch=32, stride=8, batch_size=3)
+    # windows at (0,0)=0, (0,8)=1, (8,0)=2, (8,8)=3; pixel (0,0) only in window 0,
+    # pixel (20,20) in all four, pixel (0,39) only in window 1
+    assert recon[0, 0, 0] == pytest.approx(0.0)
+    assert recon[0, 20, 20] == pytest.approx(1.5)
+    assert recon[0, 0, 39] == pytest.approx(1.0)
+    assert recon[0, 39, 39] == pytest.approx(3.0)
+
+
+def test_patches_have_the_requested_count_and_size() -> None:
+    images = [np.random.default_rng(i).random((1, 70, 90)).astype(np.float32) for i in range(3)]
+    rng = np.random.default_rng(0)
+    patches = sample_patches(images, num=25, size=32, augment=True, rng=rng)
+    assert patches.shape == (25, 1, 32, 32) and patches.dtype == np.float32
+
+
+def test_patches_are_deterministic_for_a_seed() -> None:
+    images = [np.random.default_rng(1).random((3, 60, 60)).astype(np.float32)]
+    first = sample_patches(images, num=10, size=32, augment=True, rng=np.random.default_rng(5))
+    again = sample_patches(images, num=10, size=32, augment=True, rng=np.random.default_rng(5))
+    other = sample_patches(images, num=10, size=32, augment=True, rng=np.random.default_rng(6))
+    np.testing.assert_array_equal(first, again)
+    assert not np.array_equal(first, other)
+
+
+def test_unaugmented_patches_are_exact_crops() -> None:
+    image = np.arange(50 * 60, dtype=np.float32).reshape(1, 50, 60)
+    patches = sample_patches([image], num=20, size=32, augment=False, rng=np.random.default_rng(0))
+    for patch in patches:
+        top, left = divmod(int(patch[0, 0, 0]), 60)
+        np.testing.assert_array_equal(patch, image[:, top : top + 32, left : left + 32])
+
+
+def test_rotated_patches_stay_inside_the_image() -> None:
+    """On a ramp image every rotated patch is an exact plane: a pixel taken from outside the
+    image (a padded or reflected corner) would fold the plane."""
+    y, x = np.mgrid[0:140, 0:150].astype(np.float32)
+    image = ((0.3 * x + 0.7 * y) / 200.0)[None]
+    patches = sample_patches([image], num=100, size=64, augment=True, rng=np.random.default_rng(0))
+    rows, cols = np.mgrid[0:64, 0:64]
+    design = np.stack([rows.ravel(), cols.ravel(), np.ones(64 * 64)], axis=1)
+    for patch in patches:
+        values = patch[0].ravel().astype(np.float64)
+        coefficients, *_ = np.linalg.lstsq(design, values, rcond=None)
+        assert np.abs(design @ coefficients - values).max() < 1e-4

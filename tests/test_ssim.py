@@ -1,0 +1,140 @@
+"""SSIM against scikit-image and an independent float64 reference (SPEC §1)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from skimage.metrics import structural_similarity
+
+from aeinspect.ssim import SSIMLoss, gaussian_kernel, ssim_components, ssim_loss, ssim_map
+
+
+def as_tensor(image: np.ndarray) -> torch.Tensor:
+    return torch.from_numpy(image.astype(np.float32))[None, None]
+
+
+def skimage_map(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    _, full = structural_similarity(
+        a.astype(np.float64),
+        b.astype(np.float64),
+        gaussian_weights=True,
+        sigma=1.5,
+        use_sample_covariance=False,
+        data_range=1.0,
+        full=True,
+    )
+    return full
+
+
+def reference_map(a: np.ndarray, b: np.ndarray, window: int) -> np.ndarray:
+    """Straight from the formula in float64: explicit symmetric padding and a 2-D window."""
+    radius = window // 2
+    offsets = np.arange(window) - radius
+    g = np.exp(-(offsets**2) / (2 * 1.5**2))
+    weights = np.outer(g, g) / np.outer(g, g).sum()
+    pa = np.pad(a.astype(np.float64), radius, mode="symmetric")
+    pb = np.pad(b.astype(np.float64), radius, mode="symmetric")
+    out = np.empty(a.shape)
+    for i in range(a.shape[0]):
+        for j in range(a.shape[1]):
+            wa, wb = pa[i : i + window, j : j + window], pb[i : i + window, j : j + window]
+            ma, mb = (weights * wa).sum(), (weights * wb).sum()
+            va = (weights * (wa - ma) ** 2).sum()
+            vb = (weights * (wb - mb) ** 2).sum()
+            cov = (weights * (wa - ma) * (wb - mb)).sum()
+            c1, c2 = 0.01**2, 0.03**2
+            out[i, j] = ((2 * ma * mb + c1) * (2 * cov + c2)) / (
+                (ma**2 + mb**2 + c1) * (va + vb + c2)
+            )
+    return out
+
+
+def image_pairs() -> list[tuple[str, np.ndarray, np.ndarray]]:
+    rng = np.random.default_rng(0)
+    noise_a, noise_b = rng.random((37, 53)), rng.random((37, 53))
+    y, x = np.mgrid[0:64, 0:48]
+    checker = ((x // 8 + y // 8) % 2).astype(np.float64)
+    stroke = checker.copy()
+    stroke[30:34, 5:40] = 0.5
+    ramp = x / 47.0
+    step = (x > 20).astype(np.float64)
+    return [
+        ("random", noise_a, noise_b),
+        ("random-vs-noisy", noise_a, np.clip(noise_a + rng.normal(0, 0.1, noise_a.shape), 0, 1)),
+        ("checker-vs-stroke", checker, stroke),
+        ("ramp-vs-step", ramp, step),
+        ("constant-vs-edge", np.full((20, 23), 0.3), step[:20, 10:33]),
+    ]
+
+
+@pytest.mark.parametrize(("name", "a", "b"), image_pairs(), ids=[p[0] for p in image_pairs()])
+def test_ssim_map_matches_scikit_image_everywhere(name: str, a: np.ndarray, b: np.ndarray) -> None:
+    ours = ssim_map(as_tensor(a), as_tensor(b), window=11)[0].numpy()
+    reference = skimage_map(a, b)
+    assert ours.shape == a.shape
+    np.testing.assert_allclose(ours, reference, atol=1e-4, rtol=0)
+    # the borders are where reflect-101 padding would differ by up to 0.09
+    border = np.ones_like(a, dtype=bool)
+    border[5:-5, 5:-5] = False
+    np.testing.assert_allclose(ours[border], reference[border], atol=1e-4, rtol=0)
+
+
+@pytest.mark.parametrize("window", [3, 7, 15])
+def test_other_windows_match_float64_reference(window: int) -> None:
+    rng = np.random.default_rng(window)
+    a = rng.random((19, 24))
+    b = np.clip(a + rng.normal(0, 0.15, a.shape), 0, 1)
+    ours = ssim_map(as_tensor(a), as_tensor(b), window=window)[0].numpy()
+    np.testing.assert_allclose(ours, reference_map(a, b, window), atol=1e-4, rtol=0)
+
+
+def test_gaussian_kernel_matches_scipy_truncation() -> None:
+    # scipy's gaussian_filter with sigma 1.5, truncate 3.5 uses 11 taps: impulse response
+    from scipy.ndimage import gaussian_filter1d
+
+    impulse = np.zeros(31)
+    impulse[15] = 1.0
+    response = gaussian_filter1d(impulse, 1.5, truncate=3.5)[10:21]
+    np.testing.assert_allclose(gaussian_kernel(11), response, atol=1e-12)
+
+
+def test_components_multiply_to_ssim() -> None:
+    rng = np.random.default_rng(1)
+    a, b = as_tensor(rng.random((30, 30))), as_tensor(rng.random((30, 30)))
+    parts = ssim_components(a, b)
+    product = parts.luminance * parts.contrast * parts.structure
+    torch.testing.assert_close(product, parts.ssim, atol=1e-6, rtol=0)
+    torch.testing.assert_close(parts.ssim, ssim_map(a, b), atol=1e-6, rtol=0)
+
+
+def test_identical_images_have_ssim_one() -> None:
+    x = torch.rand(2, 3, 33, 41, generator=torch.Generator().manual_seed(0))
+    torch.testing.assert_close(ssim_map(x, x), torch.ones(2, 33, 41), atol=1e-5, rtol=0)
+    assert ssim_loss(x, x).item() == pytest.approx(0.0, abs=1e-5)
+
+
+def test_colour_ssim_is_mean_of_channel_maps() -> None:
+    rng = np.random.default_rng(2)
+    a, b = rng.random((3, 25, 27)), rng.random((3, 25, 27))
+    ours = ssim_map(torch.from_numpy(a).float()[None], torch.from_numpy(b).float()[None])[0]
+    expected = np.mean([skimage_map(a[c], b[c]) for c in range(3)], axis=0)
+    np.testing.assert_allclose(ours.numpy(), expected, atol=1e-4, rtol=0)
+
+
+def test_gradients_flow_and_module_equals_function() -> None:
+    target = torch.rand(2, 1, 32, 32, generator=torch.Generator().manual_seed(3))
+    guess = torch.rand(2, 1, 32, 32, generator=torch.Generator().manual_seed(4))
+    guess.requires_grad_(True)
+    loss = SSIMLoss(window=7)(guess, target)
+    loss.backward()
+    assert guess.grad is not None and torch.isfinite(guess.grad).all()
+    assert guess.grad.abs().sum() > 0
+    assert loss.item() == pytest.approx(ssim_loss(guess, target, window=7).item(), abs=1e-7)
+
+
+def test_bad_inputs_are_refused_with_the_shape_received() -> None:
+    with pytest.raises(ValueError, match=r"got \(3, 8, 8\)"):
+        ssim_map(torch.rand(3, 8, 8), torch.rand(3, 8, 8))
+    with pytest.raises(ValueError, match="odd"):
+        ssim_map(torch.rand(1, 1, 8, 8), torch.rand(1, 1, 8, 8), window=4)

@@ -1,0 +1,94 @@
+"""Training: the loss falls, seeds make runs repeatable, stopping rules hold."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from aeinspect import training
+from aeinspect.config import ModelConfig, TrainConfig
+from aeinspect.errors import TrainingError
+from aeinspect.pipeline import split_images
+from aeinspect.training import EpochRecord, evaluate_loss, fit, new_model
+
+
+def stripe_patches(count: int, seed: int) -> torch.Tensor:
+    rng = np.random.default_rng(seed)
+    x = np.arange(32)[None, None, :] + rng.uniform(0, 8, (count, 1, 1))
+    patches = 0.5 + 0.3 * np.sin(2 * np.pi * x / 8) * np.ones((count, 32, 1))
+    return torch.from_numpy(patches[:, None].astype(np.float32))
+
+
+@pytest.mark.parametrize("kind", ["ssim", "l2"])
+def test_a_few_steps_lower_the_loss(kind: str) -> None:
+    config = ModelConfig(kind=kind, patch_size=32, latent=16)
+    model = new_model(config, seed=0)
+    patches = stripe_patches(64, 0)
+    before = evaluate_loss(model, patches, 32, torch.device("cpu"))
+    schedule = TrainConfig(epochs=8, batch_size=16, lr=1e-3, patience=0, seed=0)
+    result = fit(model, patches, None, schedule, device=torch.device("cpu"))
+    model.load_state_dict(result.state_dict)
+    after = evaluate_loss(model, patches, 32, torch.device("cpu"))
+    assert after < before - 0.02
+    assert [r.epoch for r in result.history] == list(range(1, 9))
+
+
+def test_same_seed_gives_the_same_weights() -> None:
+    config = ModelConfig(patch_size=32, latent=8)
+    schedule = TrainConfig(epochs=2, batch_size=16, seed=3)
+    states = []
+    for seed in (3, 3, 4):
+        model = new_model(config, seed=seed)
+        result = fit(model, stripe_patches(48, 1), None, TrainConfig(epochs=2, batch_size=16,
+                                                                   seed=seed),
+                     device=torch.device("cpu"))  # fmt: skip
+        states.append(result.state_dict)
+    assert schedule.seed == 3
+    for name in states[0]:
+        torch.testing.assert_close(states[0][name], states[1][name], atol=0, rtol=0)
+    assert any(not torch.equal(states[0][n], states[2][n]) for n in states[0])
+
+
+def test_patience_stops_and_keeps_the_best_weights(monkeypatch: pytest.MonkeyPatch) -> None:
+    model = new_model(ModelConfig(patch_size=32, latent=8), seed=0)
+    scripted = iter([0.5, 0.4, 0.45, 0.46, 0.47, 0.3])
+    monkeypatch.setattr(training, "evaluate_loss", lambda *args: next(scripted))
+    snapshots = {}
+
+    def keep(record: EpochRecord) -> None:
+        snapshots[record.epoch] = {k: v.clone() for k, v in model.state_dict().items()}
+
+    schedule = TrainConfig(epochs=50, batch_size=16, lr=1e-3, patience=3, seed=0)
+    result = fit(model, stripe_patches(32, 0), stripe_patches(8, 1), schedule,
+                 device=torch.device("cpu"), on_epoch=keep)  # fmt: skip
+    assert result.stop_reason == "patience"
+    assert [r.epoch for r in result.history] == [1, 2, 3, 4, 5]
+    assert [r.best for r in result.history] == [True, True, False, False, False]
+    for name, value in result.state_dict.items():
+        torch.testing.assert_close(value, snapshots[2][name], atol=0, rtol=0)
+    assert any(not torch.equal(snapshots[5][n], result.state_dict[n]) for n in snapshots[5])
+
+
+def test_divergence_is_reported_with_a_hint() -> None:
+    model = new_model(ModelConfig(patch_size=32, latent=8), seed=0)
+    schedule = TrainConfig(epochs=5, batch_size=16, lr=1e6, patience=0)
+    with pytest.raises(TrainingError, match="diverged.*lower --lr"):
+        fit(model, stripe_patches(32, 0), None, schedule, device=torch.device("cpu"))
+
+
+def test_max_minutes_stops_training() -> None:
+    model = new_model(ModelConfig(patch_size=32, latent=8), seed=0)
+    schedule = TrainConfig(epochs=10_000, batch_size=8, max_minutes=0.02, patience=0)
+    result = fit(model, stripe_patches(64, 0), None, schedule, device=torch.device("cpu"))
+    assert result.stop_reason == "max_minutes"
+    assert len(result.history) < 10_000
+
+
+def test_validation_split_holds_out_images_not_patches() -> None:
+    train, val = split_images(10, 0.1, seed=0)
+    assert len(val) == 1 and sorted(train + val) == list(range(10))
+    assert split_images(10, 0.1, seed=0) == (train, val)
+    assert split_images(1, 0.1, seed=0) == ([0], [])
+    assert split_images(5, 0.0, seed=0) == ([0, 1, 2, 3, 4], [])
+    assert len(split_images(3, 0.9, seed=0)[0]) == 1

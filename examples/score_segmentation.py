@@ -7,6 +7,9 @@ SEGMENTED is the ``-o`` folder of ``aeinspect segment DATASET/test -o SEGMENTED`
 ``<type>/<stem>_residual.npy``); RESULTS_JSONL is that run's ``--json`` output. Prints the
 pixel ROC AUC (scikit-learn, all test pixels pooled, and per type against the good images)
 and how many images of each type were flagged defective at the model's threshold.
+
+It recomputes from the files alone, with scikit-learn on the full-precision maps, what
+``aeinspect evaluate`` reports from its own histograms: an independent check.
 """
 
 from __future__ import annotations
@@ -68,8 +71,8 @@ def main() -> None:
         print(f"{kind:<12} {total:>6} {hits:>7} {auroc:>11}")
     scores = np.concatenate([p[0] for p in pixels.values()])
     truth = np.concatenate([p[1] for p in pixels.values()])
-    print(f"{'all':<12} {sum(t for _, t in flagged.values()):>6} "
-          f"{sum(h for h, _ in flagged.values()):>7} {roc_auc_score(truth, scores):>11.3f}")  # fmt: skip
+    hits, total = (sum(column) for column in zip(*flagged.values(), strict=True))
+    print(f"{'all':<12} {total:>6} {hits:>7} {roc_auc_score(truth, scores):>11.3f}")
 
 
 if __name__ == "__main__":

@@ -63,3 +63,22 @@ def tiny_model(tmp_path_factory: pytest.TempPathFactory, good_folder: Path) -> P
     )  # fmt: skip
     assert result.exit_code == 0, result.output
     return path
+
+
+@pytest.fixture(scope="session")
+def mvtec_folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny MVTec-AD-layout set: 2 good and 3 'blob' test images with masks, 40×50."""
+    root = tmp_path_factory.mktemp("mvtec")
+    for folder in ("train/good", "test/good", "test/blob", "ground_truth/blob"):
+        (root / folder).mkdir(parents=True)
+    for index in range(4):
+        cv2.imwrite(str(root / "train" / "good" / f"{index}.png"), stripes(40, 50, 200 + index))
+    for index in range(2):
+        cv2.imwrite(str(root / "test" / "good" / f"{index}.png"), stripes(40, 50, 300 + index))
+    for index in range(3):
+        image = with_blob(stripes(40, 50, 400 + index))
+        mask = np.zeros((40, 50), dtype=np.uint8)
+        mask[14:26, 19:31] = 255
+        cv2.imwrite(str(root / "test" / "blob" / f"{index}.png"), image)
+        cv2.imwrite(str(root / "ground_truth" / "blob" / f"{index}_mask.png"), mask)
+    return root

@@ -24,7 +24,7 @@ def run(*args: str, input: str | None = None):
     return runner.invoke(app, list(args), input=input)
 
 
-@pytest.mark.parametrize("command", [[], ["train"], ["segment"]])
+@pytest.mark.parametrize("command", [[], ["train"], ["segment"], ["tune"], ["evaluate"]])
 def test_every_command_has_help(command: list[str]) -> None:
     result = run(*command, "--help")
     assert result.exit_code == 0
@@ -249,3 +249,50 @@ def test_subprocess_pipeline_train_then_segment(tmp_path: Path, good_folder: Pat
     )  # fmt: skip
     assert bad.returncode == 2
     assert bad.stderr.strip() == f"Error: no such file or folder: {tmp_path / 'none.png'}"
+
+
+class Payload:
+    def __reduce__(self):
+        return (print, ("executed",))
+
+
+@pytest.mark.parametrize("damage", ["pickled", "truncated", "not-a-model"])
+def test_damaged_or_foreign_model_files_exit_2(
+    damage: str, tiny_model: Path, test_folder: Path, tmp_path: Path
+) -> None:
+    path = tmp_path / "model.pt"
+    if damage == "pickled":
+        torch.save({"format": "aeinspect-model", "hook": Payload()}, path)
+    elif damage == "truncated":
+        path.write_bytes(tiny_model.read_bytes()[:5000])
+    else:
+        path.write_text("weights: none\n")
+    result = run("segment", str(test_folder), "-m", str(path))
+    assert result.exit_code == 2
+    assert error_line(result).startswith("Error: ")
+    assert str(path) in error_line(result)
+    assert "executed" not in result.output
+
+
+def test_same_seed_same_model_through_the_cli(tmp_path: Path, good_folder: Path) -> None:
+    states = []
+    for name, seed in (("a", "7"), ("b", "7"), ("c", "8")):
+        path = tmp_path / f"{name}.pt"
+        result = run("train", str(good_folder), "-o", str(path), "--size", "32", "--num", "24",
+                     "--epochs", "1", "--batch-size", "8", "--seed", seed,
+                     "--device", "cpu")  # fmt: skip
+        assert result.exit_code == 0, result.output
+        states.append(load_model(path).state_dict)
+    assert all(torch.equal(states[0][k], states[1][k]) for k in states[0])
+    assert not all(torch.equal(states[0][k], states[2][k]) for k in states[0])
+
+
+def test_no_threshold_asks_for_one(tmp_path: Path, good_folder: Path, test_folder: Path) -> None:
+    path = tmp_path / "m.pt"
+    trained = run("train", str(good_folder), "-o", str(path), "--size", "32", "--num", "16",
+                  "--epochs", "1", "--val-split", "0", "--device", "cpu")  # fmt: skip
+    assert trained.exit_code == 0, trained.output
+    assert "threshold: none" in trained.stdout
+    result = run("segment", str(test_folder), "-m", str(path))
+    assert result.exit_code == 2
+    assert error_line(result) == f"Error: {path} holds no threshold; pass --threshold T"

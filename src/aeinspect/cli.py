@@ -10,6 +10,7 @@ import functools
 import json
 import sys
 from collections.abc import Callable
+from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Annotated, Any, TypeVar
 
@@ -19,12 +20,24 @@ from rich.console import Console
 from aeinspect import __version__
 from aeinspect.checkpoint import ModelFile, load_model, save_model
 from aeinspect.config import ModelConfig, Preprocess, SegmentConfig, TrainConfig
+from aeinspect.dataset import find_test_set
 from aeinspect.errors import AeinspectError, InputError
-from aeinspect.images import ImageSource, find_images
+from aeinspect.images import ImageSource, find_images, read_images, write_bytes_atomic
 from aeinspect.outputs import DEFAULT_SAVE, parse_save, write_outputs
-from aeinspect.pipeline import Segmentation, check_readable, segment_images, train_model
+from aeinspect.pipeline import (
+    Segmentation,
+    check_readable,
+    evaluate_model,
+    parse_grid,
+    run_grid,
+    segment_images,
+    train_model,
+    tune_on_good_images,
+    tune_on_labelled_set,
+)
 from aeinspect.runtime import select_device
 from aeinspect.segmentation import Segmenter
+from aeinspect.thresholds import DEFAULT_FPR, DEFAULT_MIN_AREA
 from aeinspect.training import EpochRecord
 
 EXIT_DEFECT = 1
@@ -251,7 +264,7 @@ def segment(
     )
     segmenter = Segmenter(loaded, select_device(device))
     if output is not None:
-        check_readable(sources, loaded.preprocess)
+        check_readable(sources)
     results = segment_images(
         sources, segmenter, config, threshold=value, components="components" in kinds
     )
@@ -309,6 +322,8 @@ def _report(
         typer.echo(_json_line(result, written) if json_output else _table_row(result))
         if progress:
             stderr.print(f"[{done}/{total}] {result.source.path}", end="\r")
+    if progress:
+        stderr.print()
     return any_defect
 
 
@@ -331,6 +346,187 @@ def _table_row(result: Segmentation) -> str:
         f"{str(result.source.path):<40} {verdict:<8} {result.mask.defect_pixels:>9} "
         f"{result.mask.regions:>7} {float(result.analysis.residual.max()):>8.4f}"
     )
+
+
+@app.command()
+@_user_errors
+def evaluate(
+    dataset: Annotated[
+        Path, typer.Argument(help="Folder in MVTec AD layout (test/, ground_truth/).")
+    ],
+    model_file: Annotated[Path, typer.Option("--model-file", "-m", help="Trained model file.")],
+    output: Annotated[
+        Path | None, typer.Option("--output", "-o", help="Folder for metrics.json and plots.")
+    ] = None,
+    stride: Annotated[int, typer.Option(help="Sliding-window stride s.")] = 30,
+    batch_size: Annotated[int, typer.Option(help="Windows per forward call.")] = 32,
+    device: Device = "auto",
+    json_output: Annotated[bool, typer.Option("--json", help="Print metrics.json.")] = False,
+    quiet: Quiet = False,
+) -> None:
+    """Measure a model on a labelled test set: pixel ROC, AU-PRO, overlap, image ROC."""
+    loaded = load_model(model_file)
+    segmenter = Segmenter(loaded, select_device(device))
+    config = SegmentConfig(stride=stride, batch_size=batch_size)
+    counter = _image_counter() if _show_progress(quiet) else None
+    metrics, curves = evaluate_model(dataset, segmenter, config, on_image=counter)
+    if counter is not None:
+        stderr.print()
+    metrics["model"]["file"] = str(model_file)
+    if output is not None:
+        _write_report(output, metrics, curves, title=f"{model_file.name} on {dataset.name}")
+    if json_output:
+        typer.echo(json.dumps(metrics, indent=2))
+    else:
+        _print_metrics(metrics)
+
+
+def _image_counter() -> Callable[[Any], None]:
+    done = 0
+
+    def count(item: Any) -> None:
+        nonlocal done
+        done += 1
+        stderr.print(f"[{done}] {item.source.path}", end="\r")
+
+    return count
+
+
+def _write_report(output: Path, metrics: dict[str, Any], curves: Any, title: str) -> None:
+    from aeinspect import plots  # matplotlib loads only when plots are written
+
+    write_bytes_atomic(output / "metrics.json", json.dumps(metrics, indent=2).encode())
+    plots.plot_roc(curves, output / "roc.png", title)
+    plots.plot_pro(curves, output / "pro.png", title)
+    plots.plot_overlap(curves, output / "overlap.png", title)
+
+
+def _fmt(value: float | None) -> str:
+    return "-" if value is None else f"{value:.3f}"
+
+
+def _print_metrics(metrics: dict[str, Any]) -> None:
+    typer.echo(f"{'type':<14} {'images':>6} {'pixel AUROC':>11} {'AU-PRO':>7} {'image AUROC':>11}")
+    for kind, row in metrics["per_type"].items():
+        typer.echo(
+            f"{kind:<14} {row['images']:>6} {_fmt(row['pixel_auroc']):>11} "
+            f"{_fmt(row['aupro']):>7} {_fmt(row['image_auroc']):>11}"
+        )
+    pixel, image = metrics["pixel"], metrics["image"]
+    images = sum(metrics["counts"]["images"].values())
+    typer.echo(
+        f"{'all':<14} {images:>6} {_fmt(pixel['auroc']):>11} {_fmt(pixel['aupro']):>7} "
+        f"{_fmt(image['auroc']):>11}"
+    )
+    typer.echo(
+        f"pixel AUROC, paper protocol (thresholded and opened): {_fmt(pixel['auroc_paper'])}"
+    )
+    if image["threshold"] is not None:
+        typer.echo(
+            f"at threshold {image['threshold']:.5f}: good images correct "
+            f"{_fmt(image['good_correct'])}, defective images correct "
+            f"{_fmt(image['defective_correct'])}"
+        )
+
+
+@app.command()
+@_user_errors
+def tune(
+    images: Annotated[
+        list[str] | None,
+        typer.Argument(
+            help="Good images (default: the model's validation images); with --grid, the "
+            "training images."
+        ),
+    ] = None,
+    model_file: Annotated[
+        Path, typer.Option("--model-file", "-m", help="Model file to tune.")
+    ] = ...,  # type: ignore[assignment]
+    method: Annotated[str, typer.Option(help="area, fpr or f1 (f1 needs --dataset).")] = "area",
+    min_area: Annotated[
+        int, typer.Option(help="area: no region of this many pixels on good images.")
+    ] = DEFAULT_MIN_AREA,
+    fpr: Annotated[float, typer.Option(help="fpr: largest marked fraction of good pixels.")] = (
+        DEFAULT_FPR
+    ),
+    dataset: Annotated[
+        Path | None, typer.Option(help="Labelled MVTec-layout folder (f1 and --grid).")
+    ] = None,
+    opening: Annotated[int, typer.Option(help="Opening diameter D, 0 = none.")] = 4,
+    stride: Annotated[int, typer.Option(help="Sliding-window stride s.")] = 30,
+    batch_size: Annotated[int, typer.Option(help="Windows per forward call.")] = 32,
+    grid: Annotated[
+        list[str] | None,
+        typer.Option(help="NAME=V1,V2 (latent, window, patch); repeat to vary several."),
+    ] = None,
+    output: Annotated[
+        Path | None, typer.Option("--output", "-o", help="--grid: folder for models and table.")
+    ] = None,
+    device: Device = "auto",
+    json_output: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+    quiet: Quiet = False,
+) -> None:
+    """Choose the decision threshold from good images and write it into the model file;
+    with --grid, train and evaluate one model per setting (the paper's Table 2)."""
+    loaded = load_model(model_file)
+    config = SegmentConfig(stride=stride, opening=opening, batch_size=batch_size)
+    torch_device = select_device(device)
+    if grid:
+        _tune_grid(images, loaded, grid, dataset, output, torch_device, config, json_output)
+        return
+    segmenter = Segmenter(loaded, torch_device)
+    if method == "f1":
+        if dataset is None:
+            raise InputError("--method f1 needs --dataset, a labelled MVTec-layout folder")
+        threshold = tune_on_labelled_set(segmenter, find_test_set(dataset), config)
+    else:
+        sources = find_images(images) if images else _validation_sources(loaded, model_file)
+        good = read_images(sources, loaded.preprocess)
+        threshold = tune_on_good_images(
+            segmenter, good, method=method, min_area=min_area, fpr=fpr, config=config
+        )
+    save_model(model_file, replace(loaded, threshold=threshold))
+    record = {"model_file": str(model_file), **asdict(threshold)}
+    if json_output:
+        typer.echo(json.dumps(record))
+    else:
+        settings = ", ".join(f"{k} {v}" for k, v in threshold.details.items())
+        typer.echo(f"threshold {threshold.value:.6f} ({threshold.method} method; {settings})")
+
+
+def _validation_sources(loaded: ModelFile, model_file: Path) -> list[ImageSource]:
+    if not loaded.validation_images:
+        raise InputError(f"{model_file} lists no validation images; give good images to tune on")
+    return find_images(loaded.validation_images)
+
+
+def _tune_grid(
+    images: list[str] | None,
+    loaded: ModelFile,
+    grid: list[str],
+    dataset: Path | None,
+    output: Path | None,
+    device: Any,
+    config: SegmentConfig,
+    json_output: bool,
+) -> None:
+    if not images or dataset is None or output is None:
+        raise InputError("--grid needs training images, --dataset DIR and -o DIR")
+    settings = parse_grid(grid)
+    sources = find_images(images)
+
+    def show(row: dict[str, Any]) -> None:
+        if json_output:
+            typer.echo(json.dumps(row))
+        else:
+            typer.echo(
+                f"{row['parameter']:<8} {row['value']:>6}  pixel AUROC {row['pixel_auroc']:.3f}"
+                f"  paper protocol {row['pixel_auroc_paper']:.3f}  AU-PRO {row['aupro']:.3f}"
+            )
+
+    rows = run_grid(sources, loaded, settings, dataset, output=output, device=device,
+                    config=config, on_row=show)  # fmt: skip
+    write_bytes_atomic(output / "table2.json", json.dumps(rows, indent=2).encode())
 
 
 def main() -> None:

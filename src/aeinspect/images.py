@@ -127,6 +127,13 @@ def read_image(path: Path, preprocess: Preprocess) -> Image:
     return Image(pixels=apply_preprocess(original, preprocess), original=original)
 
 
+def check_image(path: Path) -> None:
+    """Decode an image file once and check its pixel type; raises ``InputError`` if unusable."""
+    raw = _decode(path)
+    if raw.dtype not in _DTYPE_RANGE:
+        raise InputError(f"cannot use image {path}: {raw.dtype} pixels (need 8- or 16-bit)")
+
+
 def _decode(path: Path) -> np.ndarray:
     try:
         data = np.fromfile(path, dtype=np.uint8)

@@ -67,6 +67,23 @@ class TrainResult:
     stop_reason: str
 
 
+@dataclass
+class _BestWeights:
+    """The lowest validation loss so far, its weights, and epochs since it improved."""
+
+    loss: float = math.inf
+    state: dict[str, torch.Tensor] | None = None
+    stale: int = 0
+
+    def update(self, loss: float, model: Autoencoder) -> bool:
+        if loss >= self.loss:
+            self.stale += 1
+            return False
+        self.loss, self.stale = loss, 0
+        self.state = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
+        return True
+
+
 def fit(
     model: Autoencoder,
     train_patches: torch.Tensor,
@@ -86,7 +103,8 @@ def fit(
         val_patches: (M, C, P, P) validation patches, or None to judge by training loss.
         config: the schedule and stopping rules.
         device: where to compute.
-        start_epoch: epochs already run (a resume); numbering continues from it.
+        start_epoch: epochs already run (a resume); numbering continues from it, and the
+            starting weights count as the best so far.
         optimizer_state: Adam's state to resume from.
         on_epoch: called after every epoch with its record.
     """
@@ -95,56 +113,56 @@ def fit(
     if optimizer_state is not None:
         optimizer.load_state_dict(optimizer_state)
     order = torch.Generator().manual_seed(config.seed + start_epoch)
-    deadline = (
-        math.inf if config.max_minutes is None else time.monotonic() + 60 * config.max_minutes
-    )
     started = time.monotonic()
+    deadline = math.inf if config.max_minutes is None else started + 60 * config.max_minutes
+    last_epoch = start_epoch + config.epochs
+    best = _BestWeights()
+    if start_epoch and val_patches is not None:
+        best.update(evaluate_loss(model, val_patches, config.batch_size, device), model)
     history: list[EpochRecord] = []
-    best_loss, best_state, stale, stop_reason = math.inf, None, 0, "epochs"
-    for epoch in range(start_epoch + 1, start_epoch + config.epochs + 1):
+    for epoch in range(start_epoch + 1, last_epoch + 1):
         epoch_start = time.monotonic()
         train_loss, out_of_time = _train_epoch(
             model, optimizer, train_patches, config, device, order, deadline
         )
-        val_loss = (
-            train_loss
-            if val_patches is None
-            else evaluate_loss(model, val_patches, config.batch_size, device)
-        )
-        if not math.isfinite(train_loss) or not math.isfinite(val_loss):
-            raise TrainingError(
-                f"training diverged at epoch {epoch} (loss {train_loss}); lower --lr "
-                f"(now {config.lr:g})"
-            )
-        improved = val_loss < best_loss
-        if improved:
-            best_loss, stale = val_loss, 0
-            best_state = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
-        else:
-            stale += 1
+        val_loss = train_loss
+        if val_patches is not None:
+            val_loss = evaluate_loss(model, val_patches, config.batch_size, device)
+        _check_finite(epoch, train_loss, val_loss, config.lr)
+        improved = best.update(val_loss, model)
         now = time.monotonic()
-        last_epoch = start_epoch + config.epochs
-        epochs_left, epochs_done = last_epoch - epoch, epoch - start_epoch
-        eta = min(epochs_left * (now - started) / epochs_done, max(0.0, deadline - now))
+        eta = min((last_epoch - epoch) * (now - started) / (epoch - start_epoch), deadline - now)
         record = EpochRecord(
-            epoch, last_epoch, train_loss, val_loss, now - epoch_start, improved, eta
+            epoch, last_epoch, train_loss, val_loss, now - epoch_start, improved, max(eta, 0.0)
         )
         history.append(record)
         if on_epoch is not None:
             on_epoch(record)
-        if out_of_time:
-            stop_reason = "max_minutes"
+        stop_reason = _stop_reason(out_of_time, best, config.patience)
+        if stop_reason is not None:
             break
-        if config.patience and stale >= config.patience:
-            stop_reason = "patience"
-            break
-    assert best_state is not None  # at least one epoch ran
+    assert best.state is not None  # an epoch ran, and its loss was finite
     return TrainResult(
-        state_dict=best_state,
+        state_dict=best.state,
         optimizer_state=copy.deepcopy(optimizer.state_dict()),
         history=history,
-        stop_reason=stop_reason,
+        stop_reason=stop_reason or "epochs",
     )
+
+
+def _check_finite(epoch: int, train_loss: float, val_loss: float, lr: float) -> None:
+    if not math.isfinite(train_loss) or not math.isfinite(val_loss):
+        raise TrainingError(
+            f"training diverged at epoch {epoch} (loss {train_loss}); lower --lr (now {lr:g})"
+        )
+
+
+def _stop_reason(out_of_time: bool, best: _BestWeights, patience: int) -> str | None:
+    if out_of_time:
+        return "max_minutes"
+    if patience and best.stale >= patience:
+        return "patience"
+    return None
 
 
 def _train_epoch(

@@ -1,0 +1,68 @@
+"""The evaluation's figures: ROC curves, PRO curves and per-region overlap quantiles."""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+
+from aeinspect.evaluation import AUPRO_LIMIT, Curves  # noqa: E402
+from aeinspect.images import write_bytes_atomic  # noqa: E402
+from aeinspect.metrics import area_up_to, auc  # noqa: E402
+
+
+def _save(figure: plt.Figure, path: Path) -> None:
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png", dpi=120, bbox_inches="tight")
+    plt.close(figure)
+    write_bytes_atomic(path, buffer.getvalue())
+
+
+def plot_roc(curves: Curves, path: Path, title: str) -> None:
+    """Pixel ROC: raw residuals per type and overall, and the paper's opened protocol."""
+    figure, axes = plt.subplots(figsize=(6, 5.5))
+    for name, (fpr, tpr) in curves.roc.items():
+        width = 2.2 if name == "all" else 1.0
+        axes.plot(fpr, tpr, linewidth=width, label=f"{name} (AUC {auc(fpr, tpr):.3f})")
+    fpr, tpr = curves.roc_paper
+    axes.plot(fpr, tpr, "k--", linewidth=1.5, label=f"all, opened (AUC {auc(fpr, tpr):.3f})")
+    axes.plot([0, 1], [0, 1], color="0.7", linewidth=0.8)
+    axes.set(xlabel="False positive rate (pixels)", ylabel="True positive rate (pixels)",
+             xlim=(0, 1), ylim=(0, 1.01), title=title)  # fmt: skip
+    axes.legend(loc="lower right", fontsize=8)
+    axes.grid(alpha=0.3)
+    _save(figure, path)
+
+
+def plot_pro(curves: Curves, path: Path, title: str) -> None:
+    """PRO against pixel FPR up to the AU-PRO limit, per type and overall."""
+    figure, axes = plt.subplots(figsize=(6, 5.5))
+    for name, (fpr, pro) in curves.pro.items():
+        inside = fpr <= AUPRO_LIMIT
+        score = area_up_to(fpr, pro, AUPRO_LIMIT) / AUPRO_LIMIT
+        width = 2.2 if name == "all" else 1.0
+        axes.plot(fpr[inside], pro[inside], linewidth=width, label=f"{name} (AU-PRO {score:.3f})")
+    axes.set(xlabel="False positive rate (pixels)", ylabel="Per-region overlap (PRO)",
+             xlim=(0, AUPRO_LIMIT), ylim=(0, 1.01), title=title)  # fmt: skip
+    axes.legend(loc="lower right", fontsize=8)
+    axes.grid(alpha=0.3)
+    _save(figure, path)
+
+
+def plot_overlap(curves: Curves, path: Path, title: str) -> None:
+    """Quantiles of the per-region overlap at each FPR (the paper's Figure 7)."""
+    figure, axes = plt.subplots(figsize=(6, 4.5))
+    fprs = [float(f) for f in curves.overlap]
+    for quantile, style in (("0.25", "o-"), ("0.5", "s-"), ("0.75", "^-")):
+        values = [curves.overlap[f][quantile] for f in curves.overlap]
+        values = [float("nan") if v is None else v for v in values]
+        axes.plot(fprs, values, style, label=f"{float(quantile) * 100:.0f}% quantile")
+    axes.set(xlabel="False positive rate (pixels)", ylabel="Overlap with ground-truth region",
+             ylim=(0, 1.01), title=title)  # fmt: skip
+    axes.legend(loc="lower right", fontsize=8)
+    axes.grid(alpha=0.3)
+    _save(figure, path)

@@ -113,3 +113,27 @@ def test_rotated_patches_stay_inside_the_image() -> None:
         values = patch[0].ravel().astype(np.float64)
         coefficients, *_ = np.linalg.lstsq(design, values, rcond=None)
         assert np.abs(design @ coefficients - values).max() < 1e-4
+
+
+def test_segmenter_fast_path_equals_the_plain_network() -> None:
+    """The Segmenter (channels-last weights, batched windows, one SSIM per image) gives the
+    residual that a plain NCHW network applied window by window gives, to 1e-5."""
+    from aeinspect.checkpoint import ModelFile
+    from aeinspect.config import ModelConfig, Preprocess, SegmentConfig, TrainConfig
+    from aeinspect.images import Image
+    from aeinspect.segmentation import Segmenter
+    from aeinspect.training import new_model
+
+    config = ModelConfig(patch_size=64, latent=16)
+    plain = new_model(config, seed=1).eval()
+    model_file = ModelFile(model=config, preprocess=Preprocess(), train=TrainConfig(),
+                           state_dict=plain.state_dict())  # fmt: skip
+    pixels = np.random.default_rng(0).random((1, 150, 170)).astype(np.float32)
+    fast = Segmenter(model_file, torch.device("cpu")).analyse(
+        Image(pixels=pixels, original=pixels), SegmentConfig(stride=30, batch_size=7)
+    )
+    with torch.inference_mode():
+        image = torch.from_numpy(pixels)
+        recon = reconstruct_by_windows(image, plain, patch=64, stride=30, batch_size=1)
+        residual = residual_map("ssim", image[None], recon[None], window=11)[0].numpy()
+    np.testing.assert_allclose(fast.residual, residual, atol=1e-5, rtol=0)

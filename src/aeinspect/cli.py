@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Annotated, Any, TypeVar
 
 import typer
-from rich.console import Console
+from tqdm import tqdm
 
 from aeinspect import __version__
 from aeinspect.checkpoint import ModelFile, load_model, save_model
@@ -51,7 +51,6 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
 )
-stderr = Console(stderr=True, highlight=False)
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -140,7 +139,7 @@ def train(
     previous = load_model(resume) if resume is not None else None
     sources = find_images(images)
     torch_device = select_device(device)
-    progress = _epoch_printer() if _show_progress(quiet) else None
+    progress = _TrainProgress() if _show_progress(quiet) else None
     model_file, result = train_model(
         sources,
         preprocess=preprocess,
@@ -148,7 +147,8 @@ def train(
         train_config=train_config,
         device=torch_device,
         resume=previous,
-        on_epoch=progress,
+        on_epoch=progress.epoch if progress else None,
+        on_batch=progress.batch if progress else None,
     )
     save_model(output, model_file)
     summary = _train_summary(output, model_file, len(sources), result.stop_reason)
@@ -167,17 +167,29 @@ def _check_output_file(output: Path) -> None:
         raise InputError(f"cannot create the folder of {output}: {error.strerror}") from None
 
 
-def _epoch_printer() -> Callable[[EpochRecord], None]:
-    def show(record: EpochRecord) -> None:
+class _TrainProgress:
+    """A bar over each epoch's patches and a kept line per epoch, on stderr."""
+
+    def __init__(self) -> None:
+        self.bar: tqdm | None = None
+
+    def batch(self, epoch: int, done: int, total: int) -> None:
+        if self.bar is None:
+            self.bar = tqdm(total=total, desc=f"epoch {epoch}", unit="patch", leave=False)
+        self.bar.update(done - self.bar.n)
+
+    def epoch(self, record: EpochRecord) -> None:
+        if self.bar is not None:
+            self.bar.close()
+            self.bar = None
         minutes, seconds = divmod(int(record.eta_seconds), 60)
         mark = "*" if record.best else " "
-        stderr.print(
+        tqdm.write(
             f"epoch {record.epoch:>4}/{record.last_epoch}  train {record.train_loss:.5f}  "
             f"val {record.val_loss:.5f} {mark}  {record.seconds:6.1f} s  "
-            f"ETA {minutes}m{seconds:02d}s"
+            f"ETA {minutes}m{seconds:02d}s",
+            file=sys.stderr,
         )
-
-    return show
 
 
 def _train_summary(
@@ -268,7 +280,10 @@ def segment(
     results = segment_images(
         sources, segmenter, config, threshold=value, components="components" in kinds
     )
-    any_defect = _report(results, output, kinds, json_output, _show_progress(quiet), len(sources))
+    with tqdm(
+        total=len(sources), unit="image", leave=False, disable=not _show_progress(quiet)
+    ) as bar:
+        any_defect = _report(results, output, kinds, json_output, bar)
     if fail_on_defect and any_defect:
         raise typer.Exit(EXIT_DEFECT)
 
@@ -310,20 +325,20 @@ def _report(
     output: Path | None,
     kinds: tuple[str, ...],
     json_output: bool,
-    progress: bool,
-    total: int,
+    bar: tqdm,
 ) -> bool:
     any_defect = False
     if not json_output:
         typer.echo(f"{'image':<40} {'result':<8} {'defect_px':>9} {'regions':>7} {'max_res':>8}")
-    for done, result in enumerate(results, start=1):
+    for result in results:
         written = write_outputs(result, output, kinds) if output is not None else []
         any_defect |= result.mask.defective
-        typer.echo(_json_line(result, written) if json_output else _table_row(result))
-        if progress:
-            stderr.print(f"[{done}/{total}] {result.source.path}", end="\r")
-    if progress:
-        stderr.print()
+        line = _json_line(result, written) if json_output else _table_row(result)
+        if bar.disable:
+            typer.echo(line)
+        else:  # clears the bar, writes the line, redraws the bar
+            bar.write(line, file=sys.stdout)
+        bar.update(1)
     return any_defect
 
 
@@ -368,10 +383,10 @@ def evaluate(
     loaded = load_model(model_file)
     segmenter = Segmenter(loaded, select_device(device))
     config = SegmentConfig(stride=stride, batch_size=batch_size)
-    counter = _image_counter() if _show_progress(quiet) else None
-    metrics, curves = evaluate_model(dataset, segmenter, config, on_image=counter)
-    if counter is not None:
-        stderr.print()
+    with tqdm(unit="image", leave=False, disable=not _show_progress(quiet)) as bar:
+        metrics, curves = evaluate_model(
+            dataset, segmenter, config, on_image=lambda _: bar.update(1)
+        )
     metrics["model"]["file"] = str(model_file)
     if output is not None:
         _write_report(output, metrics, curves, title=f"{model_file.name} on {dataset.name}")
@@ -379,17 +394,6 @@ def evaluate(
         typer.echo(json.dumps(metrics, indent=2))
     else:
         _print_metrics(metrics)
-
-
-def _image_counter() -> Callable[[Any], None]:
-    done = 0
-
-    def count(item: Any) -> None:
-        nonlocal done
-        done += 1
-        stderr.print(f"[{done}] {item.source.path}", end="\r")
-
-    return count
 
 
 def _write_report(output: Path, metrics: dict[str, Any], curves: Any, title: str) -> None:

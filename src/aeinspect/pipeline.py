@@ -92,6 +92,7 @@ def train_model(
     device: torch.device,
     resume: ModelFile | None = None,
     on_epoch: Callable[[EpochRecord], None] | None = None,
+    on_batch: Callable[[int, int, int], None] | None = None,
 ) -> tuple[ModelFile, TrainResult]:
     """Train an autoencoder on good images and choose a first threshold on the held-out ones.
 
@@ -115,6 +116,7 @@ def train_model(
         start_epoch=len(resume.history) if resume else 0,
         optimizer_state=resume.optimizer_state if resume else None,
         on_epoch=on_epoch,
+        on_batch=on_batch,
     )
     model_file = ModelFile(
         model=model_config,

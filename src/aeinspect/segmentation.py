@@ -69,7 +69,8 @@ class Segmenter:
         self.device = device
         self.network = Autoencoder(model_file.model)
         self.network.load_state_dict(model_file.state_dict)
-        self.network.to(device).eval()
+        # channels-last activations run the convolutions faster on CPUs and GPUs alike
+        self.network.to(device, memory_format=torch.channels_last).eval()
 
     @torch.inference_mode()
     def reconstruct(self, pixels: np.ndarray, *, stride: int, batch_size: int) -> torch.Tensor:

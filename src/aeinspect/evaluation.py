@@ -20,8 +20,8 @@ from aeinspect.dataset import GOOD, TestImage, read_mask
 from aeinspect.images import read_image
 from aeinspect.metrics import (
     KEY_COUNT,
+    area_up_to,
     auc,
-    aupro,
     histogram,
     key_at_fpr,
     key_to_value,
@@ -178,7 +178,7 @@ def summarise(evidence: Evidence, decision: Decision | None) -> tuple[dict, Curv
         pro[kind] = pro_curve(stats.region_keys, type_negatives)
         per_type[kind] = {
             "pixel_auroc": auc(*roc[kind]),
-            "aupro": aupro(stats.region_keys, type_negatives, AUPRO_LIMIT),
+            "aupro": area_up_to(*pro[kind], AUPRO_LIMIT) / AUPRO_LIMIT,
             "image_auroc": _image_auroc(good.image_scores, stats.image_scores),
             "images": len(stats.image_scores),
             "regions": len(stats.region_keys),
@@ -190,7 +190,7 @@ def summarise(evidence: Evidence, decision: Decision | None) -> tuple[dict, Curv
         "pixel": {
             "auroc": auc(*roc["all"]),
             "auroc_paper": auc(*roc_paper),
-            "aupro": aupro(regions, negatives, AUPRO_LIMIT),
+            "aupro": area_up_to(*pro["all"], AUPRO_LIMIT) / AUPRO_LIMIT,
             "aupro_fpr_limit": AUPRO_LIMIT,
             "overlap_quantiles": overlap,
         },

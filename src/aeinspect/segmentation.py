@@ -73,22 +73,17 @@ class Segmenter:
         self.network.to(device, memory_format=torch.channels_last).eval()
 
     @torch.inference_mode()
-    def reconstruct(self, pixels: np.ndarray, *, stride: int, batch_size: int) -> torch.Tensor:
-        """(C, h, w) float32 preprocessed image → (C, h, w) reconstruction on the device."""
-        image = torch.from_numpy(pixels).to(self.device)
-        return reconstruct_by_windows(
-            image,
+    def analyse(self, image: Image, config: SegmentConfig, *, components: bool = False) -> Analysis:
+        """Reconstruct ``image`` window by window and compute its residual map on the whole
+        image, then bring both back to the original size."""
+        x = torch.from_numpy(image.pixels).to(self.device)[None]
+        recon = reconstruct_by_windows(
+            x[0],
             self.network,
             patch=self.model_file.model.patch_size,
-            stride=stride,
-            batch_size=batch_size,
+            stride=config.stride,
+            batch_size=config.batch_size,
         )
-
-    @torch.inference_mode()
-    def analyse(self, image: Image, config: SegmentConfig, *, components: bool = False) -> Analysis:
-        """Reconstruct ``image`` and compute its residual map at the original size."""
-        recon = self.reconstruct(image.pixels, stride=config.stride, batch_size=config.batch_size)
-        x = torch.from_numpy(image.pixels).to(self.device)[None]
         window, kind = self.model_file.model.window, self.model_file.model.kind
         residual = residual_map(kind, x, recon[None], window=window)[0]
         height, width = image.original_size
@@ -131,6 +126,11 @@ def open_mask(marked: np.ndarray, opening: int) -> np.ndarray:
     return cv2.morphologyEx(marked, cv2.MORPH_OPEN, kernel)
 
 
+def threshold_and_open(residual: np.ndarray, threshold: float, opening: int) -> np.ndarray:
+    """(H, W) uint8 mask, 255 where R > t, after the circular opening of diameter ``opening``."""
+    return open_mask(((residual > threshold) * 255).astype(np.uint8), opening)
+
+
 def compute_mask(residual: np.ndarray, threshold: float, *, opening: int, min_area: int) -> Mask:
     """Threshold (R > t), open, and drop 8-connected regions smaller than ``min_area``.
 
@@ -140,7 +140,7 @@ def compute_mask(residual: np.ndarray, threshold: float, *, opening: int, min_ar
         opening: diameter D of the circular opening (0 = none).
         min_area: smallest region kept, in pixels (0 or 1 = keep all).
     """
-    marked = open_mask(((residual > threshold) * 255).astype(np.uint8), opening)
+    marked = threshold_and_open(residual, threshold, opening)
     count, labels, stats, _ = cv2.connectedComponentsWithStats(marked, connectivity=8)
     areas = stats[1:, cv2.CC_STAT_AREA]
     keep = areas >= max(min_area, 1)
@@ -152,6 +152,6 @@ def compute_mask(residual: np.ndarray, threshold: float, *, opening: int, min_ar
 
 def largest_region(residual: np.ndarray, threshold: float, *, opening: int) -> int:
     """Area in pixels of the largest 8-connected region of the opened segmentation (0 if none)."""
-    marked = open_mask(((residual > threshold) * 255).astype(np.uint8), opening)
+    marked = threshold_and_open(residual, threshold, opening)
     count, _, stats, _ = cv2.connectedComponentsWithStats(marked, connectivity=8)
     return int(stats[1:, cv2.CC_STAT_AREA].max()) if count > 1 else 0

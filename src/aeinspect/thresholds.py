@@ -11,7 +11,7 @@ from collections.abc import Callable, Sequence
 
 import numpy as np
 
-from aeinspect.segmentation import largest_region, open_mask
+from aeinspect.segmentation import largest_region, threshold_and_open
 
 DEFAULT_MIN_AREA = 25
 DEFAULT_FPR = 0.01
@@ -68,8 +68,7 @@ def threshold_by_fpr(
 
     def quiet(threshold: float) -> bool:
         marked = sum(
-            int(np.count_nonzero(open_mask(((r > threshold) * 255).astype(np.uint8), opening)))
-            for r in residuals
+            int(np.count_nonzero(threshold_and_open(r, threshold, opening))) for r in residuals
         )
         return marked <= fpr * total
 

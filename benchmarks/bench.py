@@ -1,0 +1,272 @@
+"""``make bench``: aeinspect's segment and training speed against baselines measured in the
+same run, and against this machine's fp32 matrix-multiply rate.
+
+    python benchmarks/bench.py [--json bench.json] [--repeats 5]
+
+Every figure is the median of several timed runs after warm-up. Peak memory is measured in
+child processes (their maximum resident set size), one per task.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import resource
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import cv2
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from aeinspect.checkpoint import ModelFile, save_model
+from aeinspect.config import ModelConfig, Preprocess, SegmentConfig, TrainConfig
+from aeinspect.images import ImageSource
+from aeinspect.losses import reconstruction_loss
+from aeinspect.models import Autoencoder
+from aeinspect.outputs import DEFAULT_SAVE, write_outputs
+from aeinspect.patches import coverage, window_positions
+from aeinspect.pipeline import segment_images
+from aeinspect.segmentation import Segmenter
+from aeinspect.ssim import C1, C2, gaussian_kernel
+from aeinspect.training import new_model
+
+PATCH, LATENT, STRIDE = 128, 100, 30
+SIZES = {"1024x700": (700, 1024), "512x512": (512, 512)}
+
+
+def median_seconds(run: Callable[[], object], repeats: int, warmup: int = 2) -> float:
+    for _ in range(warmup):
+        run()
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        run()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+def matmul_gflops(repeats: int) -> float:
+    a, b = torch.randn(2048, 2048), torch.randn(2048, 2048)
+    return 2 * 2048**3 / median_seconds(lambda: a @ b, repeats * 3, warmup=5) / 1e9
+
+
+def network_gflop(model: nn.Module, patch: int) -> float:
+    """Forward multiply-adds × 2 of one patch, counted from the layers' shapes."""
+    flops = 0
+    hooks = []
+
+    def count(layer: nn.Module, inputs: tuple, output: torch.Tensor) -> None:
+        nonlocal flops
+        cin, cout = layer.in_channels, layer.out_channels
+        kernel = layer.kernel_size[0] * layer.kernel_size[1]
+        positions = inputs[0][0, 0].numel() if isinstance(layer, nn.ConvTranspose2d) else (
+            output[0, 0].numel()
+        )  # fmt: skip
+        flops += 2 * cin * cout * kernel * positions
+
+    for layer in model.modules():
+        if isinstance(layer, nn.Conv2d | nn.ConvTranspose2d):
+            hooks.append(layer.register_forward_hook(count))
+    with torch.inference_mode():
+        model(torch.rand(1, model.config.channels, patch, patch))
+    for hook in hooks:
+        hook.remove()
+    return flops / 1e9
+
+
+def baseline_ssim_map(x: torch.Tensor, y: torch.Tensor, window: int = 11) -> torch.Tensor:
+    """The straightforward SSIM: five separate 2-D convolutions, reflect-101 padding."""
+    g = torch.as_tensor(gaussian_kernel(window), dtype=x.dtype)
+    kernel = torch.outer(g, g)[None, None]
+    pad = window // 2
+
+    def blur(t: torch.Tensor) -> torch.Tensor:
+        return F.conv2d(F.pad(t, (pad,) * 4, mode="reflect"), kernel)
+
+    mx, my = blur(x), blur(y)
+    vx, vy, cxy = blur(x * x) - mx * mx, blur(y * y) - my * my, blur(x * y) - mx * my
+    return ((2 * mx * my + C1) * (2 * cxy + C2)) / ((mx * mx + my * my + C1) * (vx + vy + C2))
+
+
+def baseline_segment(model: nn.Module, image: torch.Tensor) -> torch.Tensor:
+    """A per-patch loop: one forward call per window (batch 1), summed overlaps, one SSIM."""
+    _, height, width = image.shape
+    total = torch.zeros_like(image)
+    ys, xs = window_positions(height, PATCH, STRIDE), window_positions(width, PATCH, STRIDE)
+    with torch.inference_mode():
+        for y in ys:
+            for x in xs:
+                window = image[None, :, y : y + PATCH, x : x + PATCH]
+                total[:, y : y + PATCH, x : x + PATCH] += model(window)[0]
+        counts = np.outer(coverage(height, ys, PATCH), coverage(width, xs, PATCH))
+        recon = total / torch.from_numpy(counts)
+        return 1 - baseline_ssim_map(image[None], recon[None])
+
+
+def segment_files(model_path: Path, image_path: Path, out: Path) -> None:
+    """aeinspect's segment path end to end: read, segment, write mask/residual/overlay."""
+    from aeinspect.checkpoint import load_model
+
+    segmenter = Segmenter(load_model(model_path), torch.device("cpu"))
+    source = ImageSource(image_path, Path(image_path.stem))
+    for result in segment_images([source], segmenter, SegmentConfig(), threshold=0.5):
+        write_outputs(result, out, DEFAULT_SAVE)
+
+
+def train_step_seconds(batch: int, fast: bool, repeats: int) -> float:
+    model = new_model(ModelConfig(patch_size=PATCH, latent=LATENT), seed=0)
+    patches = torch.rand(batch, 1, PATCH, PATCH)
+    if fast:
+        model = model.to(memory_format=torch.channels_last)
+    optimizer = torch.optim.Adam(model.parameters(), lr=2e-4, weight_decay=1e-5)
+
+    def step() -> None:
+        recon = model(patches)
+        if fast:
+            loss = reconstruction_loss("ssim", patches, recon, window=11)
+        else:
+            loss = (1 - baseline_ssim_map(recon, patches)).mean()
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+
+    return median_seconds(step, repeats, warmup=2)
+
+
+def peak_rss_mb(task: str, *args: str) -> float:
+    """Maximum resident set size of a fresh child process running ``task`` once."""
+    child_run = subprocess.run(
+        [sys.executable, __file__, "--child", task, *args],
+        check=True, capture_output=True, text=True,
+    )  # fmt: skip
+    return float(child_run.stdout.split()[-1])
+
+
+def child(task: str, args: list[str]) -> None:
+    """Run one task and print this process's peak RSS in MB."""
+    if task == "segment":
+        segment_files(Path(args[0]), Path(args[1]), Path(args[2]))
+    elif task == "train":
+        train_step_seconds(128, fast=True, repeats=1)
+    print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
+
+
+def make_inputs(folder: Path) -> tuple[Path, dict[str, Path]]:
+    config = ModelConfig(patch_size=PATCH, latent=LATENT)
+    model_path = folder / "model.pt"
+    save_model(model_path, ModelFile(model=config, preprocess=Preprocess(), train=TrainConfig(),
+                                     state_dict=new_model(config, 0).state_dict()))  # fmt: skip
+    rng = np.random.default_rng(0)
+    images = {}
+    for name, (height, width) in SIZES.items():
+        path = folder / f"{name}.png"
+        cv2.imwrite(str(path), (rng.random((height, width)) * 255).astype(np.uint8))
+        images[name] = path
+    return model_path, images
+
+
+def bench_segment(
+    plain: nn.Module,
+    model_path: Path,
+    image_path: Path,
+    size: tuple[int, int],
+    seconds_per_window: float,
+    repeats: int,
+) -> dict:
+    """aeinspect's segment path against the per-patch loop on one generated image."""
+    height, width = size
+    windows = len(window_positions(height, PATCH, STRIDE)) * len(
+        window_positions(width, PATCH, STRIDE)
+    )
+    image = torch.from_numpy(cv2.imread(str(image_path), 0).astype(np.float32) / 255)[None]
+    baseline = median_seconds(lambda: baseline_segment(plain, image), repeats, warmup=1)
+    out = image_path.parent / "out"
+    ours = median_seconds(lambda: segment_files(model_path, image_path, out), repeats, warmup=1)
+    ideal = windows * seconds_per_window
+    return {"windows": windows, "seconds": ours, "baseline_seconds": baseline,
+            "speedup": baseline / ours, "matmul_bound_seconds": ideal,
+            "ratio_to_matmul_bound": ours / ideal}  # fmt: skip
+
+
+def run(repeats: int) -> dict:
+    results: dict = {
+        "machine": {"cpu": platform.processor() or platform.machine(), "cores": os.cpu_count(),
+                    "torch_threads": torch.get_num_threads(), "torch": str(torch.__version__)},
+    }  # fmt: skip
+    matmul = matmul_gflops(repeats)
+    plain = Autoencoder(ModelConfig(patch_size=PATCH, latent=LATENT)).eval()
+    gflop = network_gflop(plain, PATCH)
+    results.update(matmul_gflops=matmul, network_gflop_per_patch=gflop)
+    with tempfile.TemporaryDirectory() as folder:
+        model_path, images = make_inputs(Path(folder))
+        segment = {
+            name: bench_segment(plain, model_path, path, SIZES[name], gflop / matmul, repeats)
+            for name, path in images.items()
+        }
+        results["segment"] = segment
+        results["segment_peak_rss_mb"] = peak_rss_mb(
+            "segment", str(model_path), str(images["1024x700"]), str(Path(folder) / "out")
+        )
+    train = {}
+    for batch in (32, 64, 128):
+        ours = train_step_seconds(batch, fast=True, repeats=repeats)
+        baseline = train_step_seconds(batch, fast=False, repeats=repeats)
+        rate = batch / ours
+        train[str(batch)] = {"patches_per_second": rate, "baseline_patches_per_second":
+                             batch / baseline, "speedup": baseline / ours,
+                             "fraction_of_matmul": rate * 3 * gflop / matmul}  # fmt: skip
+    results["train"] = train
+    results["train_peak_rss_mb"] = peak_rss_mb("train")
+    return results
+
+
+def print_table(results: dict) -> None:
+    machine = results["machine"]
+    print(f"machine: {machine['cpu']}, {machine['cores']} cores, torch {machine['torch']} "
+          f"({machine['torch_threads']} threads)")  # fmt: skip
+    print(f"fp32 matmul 2048²: {results['matmul_gflops']:.1f} GFLOP/s; network forward "
+          f"{results['network_gflop_per_patch']:.4f} GFLOP per {PATCH}² patch")  # fmt: skip
+    print(f"\n{'segment':<10} {'windows':>7} {'aeinspect s':>11} {'per-patch s':>11} "
+          f"{'speedup':>7} {'matmul-bound s':>14} {'ratio':>6}")  # fmt: skip
+    for name, row in results["segment"].items():
+        print(f"{name:<10} {row['windows']:>7} {row['seconds']:>11.3f} "
+              f"{row['baseline_seconds']:>11.3f} {row['speedup']:>6.2f}x "
+              f"{row['matmul_bound_seconds']:>14.3f} "
+              f"{row['ratio_to_matmul_bound']:>5.2f}x")  # fmt: skip
+    print(f"segment 1024x700 peak RSS: {results['segment_peak_rss_mb']:.0f} MB")
+    print(f"\n{'train batch':<12} {'aeinspect p/s':>13} {'baseline p/s':>12} {'speedup':>7} "
+          f"{'of matmul':>9}")  # fmt: skip
+    for batch, row in results["train"].items():
+        print(f"{batch:<12} {row['patches_per_second']:>13.1f} "
+              f"{row['baseline_patches_per_second']:>12.1f} {row['speedup']:>6.2f}x "
+              f"{row['fraction_of_matmul']:>8.0%}")  # fmt: skip
+    print(f"train batch 128 peak RSS: {results['train_peak_rss_mb']:.0f} MB")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--json", type=Path, default=Path("bench.json"))
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--child", nargs="+")
+    args = parser.parse_args()
+    if args.child:
+        child(args.child[0], args.child[1:])
+        return
+    results = run(args.repeats)
+    print_table(results)
+    args.json.write_text(json.dumps(results, indent=2))
+    print(f"\nwritten: {args.json}")
+
+
+if __name__ == "__main__":
+    main()

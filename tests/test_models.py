@@ -71,3 +71,16 @@ def test_wrong_input_shape_says_what_was_received() -> None:
     model = Autoencoder(ModelConfig(patch_size=32))
     with pytest.raises(ValueError, match=r"got \(1, 1, 64, 64\)"):
         model(torch.rand(1, 1, 64, 64))
+
+
+@pytest.mark.parametrize("channels", [1, 3])
+def test_output_layer_without_gradients_equals_the_transposed_conv(channels: int) -> None:
+    model = Autoencoder(ModelConfig(patch_size=32, latent=8, channels=channels))
+    layer = model.decoder[-1]
+    reference = nn.ConvTranspose2d(32, channels, 4, stride=2, padding=1)
+    reference.load_state_dict(layer.state_dict())
+    h = torch.randn(3, 32, 16, 16)
+    with torch.inference_mode():
+        torch.testing.assert_close(layer(h), reference(h), atol=1e-5, rtol=0)
+    torch.testing.assert_close(layer(h), reference(h), atol=0, rtol=0)  # training: same op
+    assert list(model.state_dict())[-2:] == ["decoder.16.weight", "decoder.16.bias"]

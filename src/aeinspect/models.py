@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from aeinspect.config import ModelConfig
@@ -16,6 +17,33 @@ def _conv(cin: int, cout: int, kernel: int, stride: int, padding: int) -> nn.Con
 
 def _up(cin: int, cout: int, kernel: int, stride: int, padding: int) -> nn.ConvTranspose2d:
     return nn.ConvTranspose2d(cin, cout, kernel, stride=stride, padding=padding)
+
+
+# For ConvTranspose2d(kernel 4, stride 2, padding 1): output row 2y + u takes input rows
+# y - 1, y, y + 1 (offsets 0, 1, 2 of a 3×3 window) through these kernel rows; 4 = no tap.
+_PHASE_TAPS = torch.tensor([[3, 1, 4], [4, 2, 0]])
+
+
+class UpsamplingOutput(nn.ConvTranspose2d):
+    """The last decoder layer, ConvTranspose2d(kernel 4, stride 2, padding 1).
+
+    Without gradients it runs as the equivalent 3×3 convolution to 4·k phase channels and a
+    pixel shuffle, which is faster on CPUs for few output channels; the parameters, and the
+    results to float rounding, are those of the transposed convolution.
+    """
+
+    def __init__(self, in_channels: int, out_channels: int) -> None:
+        super().__init__(in_channels, out_channels, 4, stride=2, padding=1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
+        if torch.is_grad_enabled():
+            return super().forward(x)
+        taps = _PHASE_TAPS.to(x.device)
+        padded = F.pad(self.weight, (0, 1, 0, 1))  # index 4 reads zeros
+        kernel = padded[:, :, taps[:, :, None, None], taps[None, None, :, :]]
+        kernel = kernel.permute(1, 2, 4, 0, 3, 5).reshape(-1, self.in_channels, 3, 3)
+        phases = F.conv2d(x, kernel, self.bias.repeat_interleave(4), padding=1)
+        return F.pixel_shuffle(phases, 2)
 
 
 def _with_activations(layers: list[nn.Module]) -> nn.Sequential:
@@ -59,7 +87,7 @@ def build_decoder(config: ModelConfig) -> nn.Sequential:
             _up(64, 32, 4, 2, 1),
             _conv(32, 32, 3, 1, 1),
             _up(32, 32, 4, 2, 1),
-            _up(32, k, 4, 2, 1),
+            UpsamplingOutput(32, k),
         ]
     )
 

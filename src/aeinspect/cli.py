@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import functools
 import json
+import signal
 import sys
 from collections.abc import Callable
 from dataclasses import asdict, replace
@@ -535,4 +536,6 @@ def _tune_grid(
 
 def main() -> None:
     """Entry point of the ``aeinspect`` script and ``python -m aeinspect``."""
+    if hasattr(signal, "SIGPIPE"):  # `aeinspect segment … | head` ends quietly, like cat
+        signal.signal(signal.SIGPIPE, signal.SIG_DFL)
     app()

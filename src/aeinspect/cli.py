@@ -32,6 +32,7 @@ from aeinspect.pipeline import (
     parse_grid,
     run_grid,
     segment_images,
+    stored_decision,
     train_model,
     tune_on_good_images,
     tune_on_labelled_set,
@@ -265,7 +266,7 @@ def segment(
     """Segment defects in images with a trained model."""
     if save is not None and output is None:
         raise InputError("--save needs -o/--output, the folder to write to")
-    kinds = parse_save_option(save) if output is not None else ()
+    kinds = _parse_save_option(save) if output is not None else ()
     sources = _take_shard(find_images(images), shard)
     loaded = load_model(model_file)
     value, defaults = _resolve_threshold(loaded, threshold, model_file)
@@ -289,7 +290,7 @@ def segment(
         raise typer.Exit(EXIT_DEFECT)
 
 
-def parse_save_option(save: str | None) -> tuple[str, ...]:
+def _parse_save_option(save: str | None) -> tuple[str, ...]:
     try:
         return DEFAULT_SAVE if save is None else parse_save(save)
     except ValueError as error:
@@ -312,13 +313,10 @@ def _resolve_threshold(
     """The threshold to use and the opening/min-area defaults that belong to it."""
     if threshold is not None:
         return threshold, SegmentConfig()
-    if loaded.threshold is None:
+    decision = stored_decision(loaded)
+    if decision is None:
         raise InputError(f"{path} holds no threshold; pass --threshold T")
-    details = loaded.threshold.details
-    defaults = SegmentConfig(
-        opening=int(details.get("opening", 4)), min_area=int(details.get("min_area", 0))
-    )
-    return loaded.threshold.value, defaults
+    return decision.threshold, SegmentConfig(opening=decision.opening, min_area=decision.min_area)
 
 
 def _report(

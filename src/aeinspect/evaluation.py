@@ -20,8 +20,8 @@ from aeinspect.dataset import GOOD, TestImage, read_mask
 from aeinspect.images import read_image
 from aeinspect.metrics import (
     KEY_COUNT,
-    area_up_to,
     auc,
+    aupro_from_curve,
     histogram,
     key_at_fpr,
     key_to_value,
@@ -123,7 +123,7 @@ def opened_counts(evidence: Evidence, threshold: np.float16) -> tuple[int, int]:
 
 def opened_roc(evidence: Evidence) -> tuple[np.ndarray, np.ndarray]:
     """The paper's protocol: (FPR, TPR) of thresholded and opened segmentations over the
-    sweep of ``sweep_keys``, with (0, 0) and (1, 1) added."""
+    sweep of ``sweep_thresholds``, with (0, 0) and (1, 1) added."""
     positives = sum(int(truth.sum()) for _, truth in evidence.maps)
     negatives = sum(int(truth.size) for _, truth in evidence.maps) - positives
     points = [(0.0, 0.0), (1.0, 1.0)]
@@ -178,7 +178,7 @@ def summarise(evidence: Evidence, decision: Decision | None) -> tuple[dict, Curv
         pro[kind] = pro_curve(stats.region_keys, type_negatives)
         per_type[kind] = {
             "pixel_auroc": auc(*roc[kind]),
-            "aupro": area_up_to(*pro[kind], AUPRO_LIMIT) / AUPRO_LIMIT,
+            "aupro": aupro_from_curve(*pro[kind], AUPRO_LIMIT),
             "image_auroc": _image_auroc(good.image_scores, stats.image_scores),
             "images": len(stats.image_scores),
             "regions": len(stats.region_keys),
@@ -190,7 +190,7 @@ def summarise(evidence: Evidence, decision: Decision | None) -> tuple[dict, Curv
         "pixel": {
             "auroc": auc(*roc["all"]),
             "auroc_paper": auc(*roc_paper),
-            "aupro": area_up_to(*pro["all"], AUPRO_LIMIT) / AUPRO_LIMIT,
+            "aupro": aupro_from_curve(*pro["all"], AUPRO_LIMIT),
             "aupro_fpr_limit": AUPRO_LIMIT,
             "overlap_quantiles": overlap,
         },

@@ -100,10 +100,14 @@ def pro_curve(
     return curve_points(rates_from_histogram(negatives), pro)
 
 
-def aupro(region_keys: Sequence[np.ndarray], negatives: np.ndarray, limit: float = 0.3) -> float:
-    """Area under the PRO curve for FPR in [0, limit], divided by ``limit``."""
-    fpr, pro = pro_curve(region_keys, negatives)
+def aupro_from_curve(fpr: np.ndarray, pro: np.ndarray, limit: float = 0.3) -> float:
+    """Area under a PRO curve for FPR in [0, limit], divided by ``limit``."""
     return area_up_to(fpr, pro, limit) / limit
+
+
+def aupro(region_keys: Sequence[np.ndarray], negatives: np.ndarray, limit: float = 0.3) -> float:
+    """AU-PRO of regions' keys against defect-free key counts (see ``pro_curve``)."""
+    return aupro_from_curve(*pro_curve(region_keys, negatives), limit)
 
 
 def key_at_fpr(negatives: np.ndarray, fpr: float) -> int:

@@ -231,23 +231,34 @@ def evaluate_model(
     """
     items = find_test_set(root)
     model_file = segmenter.model_file
-    decision = None
-    if model_file.threshold is not None:
-        details = model_file.threshold.details
-        decision = Decision(
-            threshold=model_file.threshold.value,
-            opening=int(details.get("opening", config.opening)),
-            min_area=int(details.get("min_area", 0)),
-        )
+    decision = stored_decision(model_file)
+    if decision is not None:
         config = replace(config, opening=decision.opening)
     evidence = collect(items, segmenter, config, decision, on_image)
     metrics, curves = summarise(evidence, decision)
     header = {"format": METRICS_FORMAT, "dataset": str(root)}
     metrics["model"] = describe_model(model_file)
-    metrics["settings"] = {"stride": config.stride, "opening": config.opening,
-                           "image_score": "max residual", "score_precision": "float16"}  # fmt: skip
+    metrics["settings"] = {
+        "stride": config.stride,
+        "opening": config.opening,
+        "image_score": "max residual",
+        "pixel_score_precision": "float32 truncated to 15 mantissa bits",
+        "paper_protocol_maps": "float16, 48 thresholds",
+    }
     metrics["versions"] = library_versions()
     return {**header, **metrics}, curves
+
+
+def stored_decision(model_file: ModelFile) -> Decision | None:
+    """The model's threshold with the opening and minimum area it was tuned with, or None."""
+    if model_file.threshold is None:
+        return None
+    details = model_file.threshold.details
+    return Decision(
+        threshold=model_file.threshold.value,
+        opening=int(details.get("opening", SegmentConfig().opening)),
+        min_area=int(details.get("min_area", 0)),
+    )
 
 
 def describe_model(model_file: ModelFile) -> dict[str, Any]:

@@ -12,7 +12,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 
 from aeinspect.evaluation import AUPRO_LIMIT, Curves  # noqa: E402
 from aeinspect.images import write_bytes_atomic  # noqa: E402
-from aeinspect.metrics import area_up_to, auc  # noqa: E402
+from aeinspect.metrics import auc, aupro_from_curve  # noqa: E402
 
 
 def _save(figure: plt.Figure, path: Path) -> None:
@@ -43,7 +43,7 @@ def plot_pro(curves: Curves, path: Path, title: str) -> None:
     figure, axes = plt.subplots(figsize=(6, 5.5))
     for name, (fpr, pro) in curves.pro.items():
         inside = fpr <= AUPRO_LIMIT
-        score = area_up_to(fpr, pro, AUPRO_LIMIT) / AUPRO_LIMIT
+        score = aupro_from_curve(fpr, pro, AUPRO_LIMIT)
         width = 2.2 if name == "all" else 1.0
         axes.plot(fpr[inside], pro[inside], linewidth=width, label=f"{name} (AU-PRO {score:.3f})")
     axes.set(xlabel="False positive rate (pixels)", ylabel="Per-region overlap (PRO)",

@@ -4,7 +4,9 @@ same run, and against this machine's fp32 matrix-multiply rate.
     python benchmarks/bench.py [--json bench.json] [--repeats 5]
 
 Every figure is the median of several timed runs after warm-up. Peak memory is measured in
-child processes (their maximum resident set size), one per task.
+child processes (their maximum resident set size), one per task. The process sets glibc's
+malloc up as the ``aeinspect`` command does (``runtime.keep_freed_memory``), for both
+aeinspect and the baselines.
 """
 
 from __future__ import annotations
@@ -36,6 +38,7 @@ from aeinspect.models import Autoencoder
 from aeinspect.outputs import DEFAULT_SAVE, write_outputs
 from aeinspect.patches import coverage, window_positions
 from aeinspect.pipeline import segment_images
+from aeinspect.runtime import keep_freed_memory
 from aeinspect.segmentation import Segmenter
 from aeinspect.ssim import C1, C2, gaussian_kernel
 from aeinspect.training import new_model
@@ -259,6 +262,7 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--child", nargs="+")
     args = parser.parse_args()
+    keep_freed_memory()  # as the aeinspect command does; the baselines run under it too
     if args.child:
         child(args.child[0], args.child[1:])
         return

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import sys
+
 import numpy as np
 import pytest
 import torch
@@ -10,7 +12,7 @@ from aeinspect.checkpoint import ModelFile
 from aeinspect.config import ModelConfig, Preprocess, SegmentConfig, TrainConfig
 from aeinspect.errors import DeviceError
 from aeinspect.images import Image
-from aeinspect.runtime import select_device
+from aeinspect.runtime import keep_freed_memory, select_device
 from aeinspect.segmentation import Segmenter
 from aeinspect.training import new_model
 
@@ -62,3 +64,12 @@ def test_the_core_does_not_import_the_cli_libraries() -> None:
         "assert not {'typer', 'matplotlib'} & set(sys.modules)"
     )
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc's malloc only")
+def test_freed_memory_is_kept_on_glibc() -> None:
+    import platform
+
+    if platform.libc_ver()[0] != "glibc":
+        pytest.skip("not glibc")
+    assert keep_freed_memory() is True

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 import pytest
 import torch
 from skimage.metrics import structural_similarity
 
+from aeinspect import ssim as ssim_module
 from aeinspect.ssim import SSIMLoss, gaussian_kernel, ssim_components, ssim_loss, ssim_map
 
 
@@ -68,9 +71,30 @@ def image_pairs() -> list[tuple[str, np.ndarray, np.ndarray]]:
     ]
 
 
+SSIMOf = Callable[[np.ndarray, np.ndarray, int], np.ndarray]
+
+
+@pytest.fixture(params=["opencv", "matmul", "convolution"])
+def ssim_of(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> SSIMOf:
+    """``ssim_map`` of two 2-D arrays, computed by each of the three ways the blur runs:
+    OpenCV without gradients, matrix products or a convolution with them."""
+    if request.param == "convolution":
+        monkeypatch.setattr(ssim_module, "MATMUL_BLUR_MAX_SIDE", 0)
+
+    def compute(a: np.ndarray, b: np.ndarray, window: int) -> np.ndarray:
+        x, y = as_tensor(a), as_tensor(b)
+        if request.param != "opencv":
+            x.requires_grad_(True)
+        return ssim_map(x, y, window=window)[0].detach().numpy()
+
+    return compute
+
+
 @pytest.mark.parametrize(("name", "a", "b"), image_pairs(), ids=[p[0] for p in image_pairs()])
-def test_ssim_map_matches_scikit_image_everywhere(name: str, a: np.ndarray, b: np.ndarray) -> None:
-    ours = ssim_map(as_tensor(a), as_tensor(b), window=11)[0].numpy()
+def test_ssim_map_matches_scikit_image_everywhere(
+    name: str, a: np.ndarray, b: np.ndarray, ssim_of: SSIMOf
+) -> None:
+    ours = ssim_of(a, b, 11)
     reference = skimage_map(a, b)
     assert ours.shape == a.shape
     np.testing.assert_allclose(ours, reference, atol=1e-4, rtol=0)
@@ -81,12 +105,18 @@ def test_ssim_map_matches_scikit_image_everywhere(name: str, a: np.ndarray, b: n
 
 
 @pytest.mark.parametrize("window", [3, 7, 15])
-def test_other_windows_match_float64_reference(window: int) -> None:
+def test_other_windows_match_float64_reference(window: int, ssim_of: SSIMOf) -> None:
     rng = np.random.default_rng(window)
     a = rng.random((19, 24))
     b = np.clip(a + rng.normal(0, 0.15, a.shape), 0, 1)
-    ours = ssim_map(as_tensor(a), as_tensor(b), window=window)[0].numpy()
+    ours = ssim_of(a, b, window)
     np.testing.assert_allclose(ours, reference_map(a, b, window), atol=1e-4, rtol=0)
+
+
+def test_images_smaller_than_the_window_reflect_repeatedly(ssim_of: SSIMOf) -> None:
+    rng = np.random.default_rng(9)
+    a, b = rng.random((4, 6)), rng.random((4, 6))
+    np.testing.assert_allclose(ssim_of(a, b, 11), reference_map(a, b, 11), atol=1e-4, rtol=0)
 
 
 def test_gaussian_kernel_matches_scipy_truncation() -> None:
@@ -131,6 +161,22 @@ def test_gradients_flow_and_module_equals_function() -> None:
     assert guess.grad is not None and torch.isfinite(guess.grad).all()
     assert guess.grad.abs().sum() > 0
     assert loss.item() == pytest.approx(ssim_loss(guess, target, window=7).item(), abs=1e-7)
+
+
+def test_both_blur_paths_give_the_same_loss_gradient(monkeypatch: pytest.MonkeyPatch) -> None:
+    generator = torch.Generator().manual_seed(5)
+    target = torch.rand(3, 1, 40, 36, generator=generator, dtype=torch.float64)
+    guess = torch.rand(3, 1, 40, 36, generator=generator, dtype=torch.float64)
+
+    def gradient() -> torch.Tensor:
+        leaf = guess.clone().requires_grad_(True)
+        ssim_loss(leaf, target).backward()
+        return leaf.grad
+
+    by_matmul = gradient()
+    monkeypatch.setattr(ssim_module, "MATMUL_BLUR_MAX_SIDE", 0)
+    torch.testing.assert_close(by_matmul, gradient(), atol=1e-12, rtol=1e-9)
+    assert by_matmul.abs().max() > 1e-6
 
 
 def test_bad_inputs_are_refused_with_the_shape_received() -> None:

@@ -37,7 +37,7 @@ from aeinspect.pipeline import (
     tune_on_good_images,
     tune_on_labelled_set,
 )
-from aeinspect.runtime import select_device
+from aeinspect.runtime import keep_freed_memory, select_device
 from aeinspect.segmentation import Segmenter
 from aeinspect.thresholds import DEFAULT_FPR, DEFAULT_MIN_AREA
 from aeinspect.training import EpochRecord
@@ -536,4 +536,5 @@ def main() -> None:
     """Entry point of the ``aeinspect`` script and ``python -m aeinspect``."""
     if hasattr(signal, "SIGPIPE"):  # `aeinspect segment … | head` ends quietly, like cat
         signal.signal(signal.SIGPIPE, signal.SIG_DFL)
+    keep_freed_memory()
     app()

@@ -8,6 +8,7 @@ import torch
 
 from aeinspect.losses import residual_map
 from aeinspect.patches import (
+    blend_profile,
     coverage,
     reconstruct_by_windows,
     sample_patches,
@@ -61,6 +62,59 @@ def test_identity_model_reconstructs_exactly(shape: tuple[int, int, int]) -> Non
     assert max(calls) <= 16 and len(calls) == -(-windows // 16)  # in batches of 16
     residual = residual_map("ssim", image[None], recon[None], window=11)
     assert residual.abs().max() < 1e-4
+
+
+@pytest.mark.parametrize("blend", ["uniform", "gaussian", "hann"])
+def test_blend_profiles_are_positive_symmetric_and_peak_at_the_centre(blend: str) -> None:
+    profile = blend_profile(blend, 32)
+    assert profile.shape == (32,) and profile.min() > 0
+    np.testing.assert_allclose(profile, profile[::-1], atol=1e-12)
+    assert profile[15] == profile.max()
+    if blend != "uniform":
+        assert profile[0] < 0.2 * profile[15]
+
+
+def test_weighted_coverage_is_the_sum_of_the_placed_profiles() -> None:
+    positions = window_positions(100, 32, 10)
+    profile = blend_profile("hann", 32)
+    expected = np.zeros(100)
+    for start in positions:
+        expected[start : start + 32] += profile
+    np.testing.assert_allclose(coverage(100, positions, 32, profile), expected, rtol=1e-6)
+
+
+@pytest.mark.parametrize("blend", ["uniform", "gaussian", "hann"])
+def test_every_blend_keeps_constants_and_identity_exact(blend: str) -> None:
+    image = torch.rand(1, 70, 90, generator=torch.Generator().manual_seed(2))
+    constant = reconstruct_by_windows(image, lambda b: torch.full_like(b, 0.3), patch=32,
+                                      stride=10, batch_size=8, blend=blend)  # fmt: skip
+    torch.testing.assert_close(constant, torch.full_like(image, 0.3), atol=1e-6, rtol=0)
+    same = reconstruct_by_windows(image, torch.clone, patch=32, stride=10, batch_size=8,
+                                  blend=blend)  # fmt: skip
+    torch.testing.assert_close(same, image, atol=1e-6, rtol=0)
+
+
+def test_centre_weighted_blends_hide_the_seams_of_bad_window_edges() -> None:
+    """A 'model' that is exact inside each window and wrong by 1 on its 4-pixel rim leaves
+    a grid of seams when windows are plainly averaged; centre-weighted blends damp them."""
+    image = torch.zeros(1, 120, 120)
+
+    def bad_rim(batch: torch.Tensor) -> torch.Tensor:
+        out = batch.clone()
+        out[..., :4, :] += 1
+        out[..., -4:, :] += 1
+        out[..., :, :4] += 1
+        out[..., :, -4:] += 1
+        return out
+
+    def seam_energy(blend: str) -> float:
+        recon = reconstruct_by_windows(image, bad_rim, patch=32, stride=8, batch_size=16,
+                                       blend=blend)  # fmt: skip
+        return float(recon[0, 32:-32, 32:-32].abs().mean())  # away from the image border
+
+    uniform, gaussian, hann = (seam_energy(b) for b in ("uniform", "gaussian", "hann"))
+    assert uniform > 0.1
+    assert gaussian < 0.5 * uniform and hann < 0.2 * uniform
 
 
 def test_windows_are_averaged_per_pixel() -> None:

@@ -103,7 +103,9 @@ Device = Annotated[str, typer.Option(help="auto, cpu, cuda or cuda:N (auto: CUDA
 def train(
     images: Images,
     output: Annotated[Path, typer.Option("--output", "-o", help="Model file to write.")],
-    model: Annotated[str, typer.Option(help="Loss and residual: ssim or l2.")] = "ssim",
+    model: Annotated[
+        str, typer.Option(help="ssim, l2, or blur (the untrained reference).")
+    ] = "ssim",
     num: Annotated[int, typer.Option(help="Random training patches to cut.")] = 10_000,
     size: Annotated[int, typer.Option(help="Patch size P (multiple of 16, >= 32).")] = 128,
     resize: Annotated[int | None, typer.Option(help="Down-scale to S x S first.")] = None,
@@ -112,6 +114,11 @@ def train(
     augment: Annotated[bool, typer.Option(help="Random rotation and flips.")] = True,
     latent: Annotated[int, typer.Option(help="Latent size d (100 textures, 500 complex).")] = 100,
     window: Annotated[int, typer.Option(help="SSIM window K (odd).")] = 11,
+    blend: Annotated[
+        str, typer.Option(help="Overlap average: uniform, gaussian or hann.")
+    ] = "uniform",
+    smooth: Annotated[float, typer.Option(help="Gaussian σ on the residual (0 = none).")] = 0.0,
+    blur_sigma: Annotated[float, typer.Option(help="σ of the blur reference.")] = 16.0,
     epochs: Annotated[int, typer.Option(help="Epochs at most.")] = 200,
     batch_size: Annotated[int, typer.Option(help="Patches per step.")] = 128,
     lr: Annotated[float, typer.Option(help="Adam learning rate.")] = 2e-4,
@@ -130,8 +137,9 @@ def train(
     """Train an autoencoder on defect-free images and write a model file."""
     preprocess = Preprocess(resize=resize, scale=scale, channels=channels)
     model_config = ModelConfig(
-        kind=model, patch_size=size, channels=channels, latent=latent, window=window
-    )
+        kind=model, patch_size=size, channels=channels, latent=latent, window=window,
+        blend=blend, smooth=smooth, blur_sigma=blur_sigma,
+    )  # fmt: skip
     train_config = TrainConfig(
         num_patches=num, augment=augment, epochs=epochs, batch_size=batch_size, lr=lr,
         weight_decay=weight_decay, val_split=val_split, patience=patience,
@@ -197,30 +205,34 @@ class _TrainProgress:
 def _train_summary(
     output: Path, model_file: ModelFile, images: int, stop_reason: str
 ) -> dict[str, Any]:
-    best = min(model_file.history, key=lambda r: r["val_loss"])
+    history = model_file.history
+    best = min(history, key=lambda r: r["val_loss"]) if history else {}  # blur: no epochs
     threshold = model_file.threshold
     return {
         "model_file": str(output),
         "model": model_file.model.kind,
         "images": images,
         "validation_images": len(model_file.validation_images),
-        "epochs": len(model_file.history),
+        "epochs": len(history),
         "stopped_by": stop_reason,
-        "best_epoch": best["epoch"],
-        "best_val_loss": best["val_loss"],
-        "train_seconds": sum(r["seconds"] for r in model_file.history),
+        "best_epoch": best.get("epoch"),
+        "best_val_loss": best.get("val_loss"),
+        "train_seconds": sum(r["seconds"] for r in history),
         "threshold": None if threshold is None else threshold.value,
         "threshold_method": None if threshold is None else threshold.method,
     }
 
 
 def _print_train_summary(summary: dict[str, Any]) -> None:
-    typer.echo(
-        f"{summary['model_file']}: {summary['model']} model, {summary['epochs']} epochs "
-        f"(stopped by {summary['stopped_by']}), best validation loss "
-        f"{summary['best_val_loss']:.5f} at epoch {summary['best_epoch']}, "
-        f"{summary['train_seconds'] / 60:.1f} min"
-    )
+    if summary["best_val_loss"] is None:
+        typer.echo(f"{summary['model_file']}: {summary['model']} reference, nothing to train")
+    else:
+        typer.echo(
+            f"{summary['model_file']}: {summary['model']} model, {summary['epochs']} epochs "
+            f"(stopped by {summary['stopped_by']}), best validation loss "
+            f"{summary['best_val_loss']:.5f} at epoch {summary['best_epoch']}, "
+            f"{summary['train_seconds'] / 60:.1f} min"
+        )
     if summary["threshold"] is None:
         typer.echo("threshold: none (no validation images); pass --threshold to segment")
     else:

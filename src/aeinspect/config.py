@@ -12,7 +12,8 @@ from typing import Any, TypeVar
 
 from aeinspect.errors import InputError
 
-MODEL_KINDS = ("ssim", "l2")
+MODEL_KINDS = ("ssim", "l2", "blur")
+BLENDS = ("uniform", "gaussian", "hann")
 
 T = TypeVar("T")
 
@@ -56,11 +57,20 @@ class ModelConfig:
     """The autoencoder of the paper's Table 1 and the residual it is judged by.
 
     Attributes:
-        kind: "ssim" (1 − SSIM loss and residual) or "l2" (squared error).
+        kind: "ssim" (1 − SSIM loss and residual), "l2" (squared error), or "blur": no
+            network and no training, the "reconstruction" is the image blurred by a Gaussian
+            of ``blur_sigma`` pixels and the residual is 1 − SSIM; the reference that a
+            trained model must beat.
         patch_size: P, the side of the square input; a multiple of 16, at least 32.
         channels: k, the number of image channels (1 or 3).
         latent: d, the size of the latent code.
         window: K, the odd side of the SSIM Gaussian window (σ = 1.5).
+        blend: how overlapping window reconstructions are averaged: "uniform" (the paper's
+            plain mean) or "gaussian"/"hann" (each window weighted by a profile that is
+            largest at its centre; see ``patches.blend_profile``).
+        smooth: σ in pixels of a Gaussian applied to the residual map before it is resized
+            back and thresholded (0 = none, the paper).
+        blur_sigma: σ in pixels of the "blur" reference's reconstruction.
     """
 
     kind: str = "ssim"
@@ -68,6 +78,9 @@ class ModelConfig:
     channels: int = 1
     latent: int = 100
     window: int = 11
+    blend: str = "uniform"
+    smooth: float = 0.0
+    blur_sigma: float = 16.0
 
     def __post_init__(self) -> None:
         if self.kind not in MODEL_KINDS:
@@ -78,6 +91,12 @@ class ModelConfig:
             )
         if self.channels not in (1, 3):
             raise InputError(f"--channels must be 1 or 3, got {self.channels}")
+        if self.blend not in BLENDS:
+            raise InputError(f"--blend must be one of {', '.join(BLENDS)}, got {self.blend!r}")
+        if not 0 <= self.smooth <= 64:
+            raise InputError(f"--smooth must be in [0, 64] pixels, got {self.smooth}")
+        if not 0 < self.blur_sigma <= 256:
+            raise InputError(f"--blur-sigma must be in (0, 256] pixels, got {self.blur_sigma}")
         if self.latent < 1:
             raise InputError(f"--latent must be at least 1, got {self.latent}")
         if self.window < 3 or self.window % 2 == 0 or self.window > self.patch_size:

@@ -21,9 +21,10 @@ def reconstruction_loss(
 def residual_map(kind: str, x: torch.Tensor, recon: torch.Tensor, *, window: int) -> torch.Tensor:
     """Per-pixel residual of (B, C, H, W) images → (B, H, W), larger = more defective.
 
-    ``ssim``: 1 − SSIM map, in [0, 2]. ``l2``: squared error, averaged over channels.
+    ``ssim`` and ``blur``: 1 − SSIM map, in [0, 2]. ``l2``: squared error, averaged over
+    channels.
     """
-    if kind == "ssim":
+    if kind in ("ssim", "blur"):
         return 1.0 - ssim_map(x, recon, window=window)
     if kind == "l2":
         return ((x - recon) ** 2).mean(dim=1)

@@ -29,12 +29,36 @@ def window_positions(length: int, patch: int, stride: int) -> np.ndarray:
     return np.asarray(positions, dtype=np.int64)
 
 
-def coverage(length: int, positions: np.ndarray, patch: int) -> np.ndarray:
-    """How many windows starting at ``positions`` cover each of ``length`` pixels (float32)."""
-    counts = np.zeros(length + 1, dtype=np.float32)
-    np.add.at(counts, positions, 1.0)
-    np.add.at(counts, positions + patch, -1.0)
-    return np.cumsum(counts)[:length]
+def coverage(
+    length: int, positions: np.ndarray, patch: int, weights: np.ndarray | None = None
+) -> np.ndarray:
+    """Total weight that windows starting at ``positions`` give each of ``length`` pixels.
+
+    With ``weights`` None every window pixel counts 1 (the number of covering windows);
+    otherwise ``weights`` is the (P,) profile of a window along this axis. Float32.
+    """
+    profile = np.ones(patch) if weights is None else np.asarray(weights, dtype=np.float64)
+    total = np.zeros(length)
+    for start in positions:
+        total[start : start + patch] += profile
+    return total.astype(np.float32)
+
+
+def blend_profile(blend: str, patch: int) -> np.ndarray:
+    """(P,) float64 weight of each pixel along one side of a window, largest at the centre.
+
+    ``uniform``: all 1 (the paper's plain average). ``gaussian``: σ = P/4, so the edges keep
+    e^-2 ≈ 0.14 of the centre's weight. ``hann``: sin² over P + 1 intervals, never zero. A
+    window's 2-D weight is the outer product of two profiles.
+    """
+    centre_offsets = (np.arange(patch) + 0.5) / patch - 0.5  # in (-0.5, 0.5)
+    if blend == "uniform":
+        return np.ones(patch)
+    if blend == "gaussian":
+        return np.exp(-0.5 * (centre_offsets / 0.25) ** 2)
+    if blend == "hann":
+        return np.sin(np.pi * np.arange(1, patch + 1) / (patch + 1)) ** 2
+    raise ValueError(f"unknown blend {blend!r}")
 
 
 def pad_to_patch(image: torch.Tensor, patch: int) -> torch.Tensor:
@@ -56,6 +80,7 @@ def reconstruct_by_windows(
     patch: int,
     stride: int,
     batch_size: int,
+    blend: str = "uniform",
 ) -> torch.Tensor:
     """Reconstruct a whole image window by window and average the overlaps per pixel.
 
@@ -65,6 +90,8 @@ def reconstruct_by_windows(
         patch: window side P.
         stride: window step s.
         batch_size: windows per ``reconstruct`` call.
+        blend: how each window's pixels are weighted in the average (``blend_profile``);
+            "uniform" is the paper's plain mean, the others fade towards window edges.
 
     Returns:
         (C, H, W) reconstruction on the image's device and dtype.
@@ -76,16 +103,22 @@ def reconstruct_by_windows(
     grid_y, grid_x = (a.ravel() for a in np.meshgrid(ys, xs, indexing="ij"))
     # (C, H - P + 1, W - P + 1, P, P): every window as a view; indexing copies only ours
     all_windows = padded.unfold(1, patch, 1).unfold(2, patch, 1)
+    profile = blend_profile(blend, patch)
+    weights = None
+    if blend != "uniform":
+        weights = torch.from_numpy(np.outer(profile, profile)).to(padded.device, padded.dtype)
     total = torch.zeros_like(padded)
     for start in range(0, grid_y.size, batch_size):
         batch_y, batch_x = grid_y[start : start + batch_size], grid_x[start : start + batch_size]
         windows = all_windows[:, torch.from_numpy(batch_y), torch.from_numpy(batch_x)]
         restored = reconstruct(windows.transpose(0, 1).contiguous()).to(padded.dtype)
+        if weights is not None:
+            restored = restored * weights
         # one slice addition per window: cheaper than a scatter, and no host round trip
         for window, y, x in zip(restored, batch_y.tolist(), batch_x.tolist(), strict=True):
             total[:, y : y + patch, x : x + patch] += window
-    counts = np.outer(coverage(padded_h, ys, patch), coverage(padded_w, xs, patch))
-    mean = total / torch.from_numpy(counts).to(total.device)
+    norm = np.outer(coverage(padded_h, ys, patch, profile), coverage(padded_w, xs, patch, profile))
+    mean = total / torch.from_numpy(norm).to(total.device)
     return mean[:, :height, :width]
 
 

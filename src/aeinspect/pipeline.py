@@ -103,6 +103,8 @@ def train_model(
         raise InputError("no training images")
     if resume is not None:
         model_config, preprocess = resume.model, resume.preprocess
+    if model_config.kind == "blur":
+        return reference_model(sources, preprocess, model_config, train_config, device)
     data = prepare_training_data(sources, preprocess, model_config.patch_size, train_config)
     model = new_model(model_config, train_config.seed)
     if resume is not None:
@@ -131,6 +133,32 @@ def train_model(
         threshold = tune_on_good_images(Segmenter(model_file, device), data.val_images)
         model_file = replace(model_file, threshold=threshold)
     return model_file, result
+
+
+def reference_model(
+    sources: Sequence[ImageSource],
+    preprocess: Preprocess,
+    model_config: ModelConfig,
+    train_config: TrainConfig,
+    device: torch.device,
+) -> tuple[ModelFile, TrainResult]:
+    """The ``blur`` reference: nothing is learned; its settings are stored and a threshold is
+    chosen on the held-out images exactly as for a trained model."""
+    images = read_images(sources, preprocess)
+    _, val_idx = split_images(len(images), train_config.val_split, train_config.seed)
+    model_file = ModelFile(
+        model=model_config,
+        preprocess=preprocess,
+        train=train_config,
+        state_dict={},
+        validation_images=[str(sources[i].path.absolute()) for i in val_idx],
+    )
+    if val_idx:
+        val_images = [images[i] for i in val_idx]
+        threshold = tune_on_good_images(Segmenter(model_file, device), val_images)
+        model_file = replace(model_file, threshold=threshold)
+    return model_file, TrainResult(state_dict={}, optimizer_state={}, history=[],
+                                   stop_reason="reference")  # fmt: skip
 
 
 def tune_on_good_images(

@@ -67,32 +67,56 @@ class Segmenter:
     def __init__(self, model_file: ModelFile, device: torch.device) -> None:
         self.model_file = model_file
         self.device = device
-        self.network = Autoencoder(model_file.model)
-        self.network.load_state_dict(model_file.state_dict)
-        # channels-last activations run the convolutions faster on CPUs and GPUs alike
-        self.network.to(device, memory_format=torch.channels_last).eval()
+        self.network: Autoencoder | None = None
+        if model_file.model.kind != "blur":
+            self.network = Autoencoder(model_file.model)
+            self.network.load_state_dict(model_file.state_dict)
+            # channels-last activations run the convolutions faster on CPUs and GPUs alike
+            self.network.to(device, memory_format=torch.channels_last).eval()
 
     @torch.inference_mode()
     def analyse(self, image: Image, config: SegmentConfig, *, components: bool = False) -> Analysis:
         """Reconstruct ``image`` window by window and compute its residual map on the whole
         image, then bring both back to the original size."""
+        model = self.model_file.model
         x = torch.from_numpy(image.pixels).to(self.device)[None]
-        recon = reconstruct_by_windows(
-            x[0],
+        recon = self._reconstruct(x[0], config)
+        residual = residual_map(model.kind, x, recon[None], window=model.window)[0].cpu().numpy()
+        if model.smooth:
+            residual = cv2.GaussianBlur(residual, (0, 0), model.smooth,
+                                        borderType=cv2.BORDER_REFLECT)  # fmt: skip
+        height, width = image.original_size
+        return Analysis(
+            residual=_to_original_size(residual, height, width),
+            reconstruction=_to_original_size(recon.cpu().numpy(), height, width),
+            components=_components(x, recon[None], model.window, height, width)
+            if components
+            else None,
+        )
+
+    def _reconstruct(self, image: torch.Tensor, config: SegmentConfig) -> torch.Tensor:
+        """(C, H, W) → its (C, H, W) reconstruction: by the network window by window, or for
+        the ``blur`` reference by a Gaussian blur of the whole image."""
+        model = self.model_file.model
+        if self.network is None:
+            return blur_image(image, model.blur_sigma)
+        return reconstruct_by_windows(
+            image,
             self.network,
-            patch=self.model_file.model.patch_size,
+            patch=model.patch_size,
             stride=config.stride,
             batch_size=config.batch_size,
+            blend=model.blend,
         )
-        window, kind = self.model_file.model.window, self.model_file.model.kind
-        residual = residual_map(kind, x, recon[None], window=window)[0]
-        height, width = image.original_size
-        back = _to_original_size(residual.cpu().numpy(), height, width)
-        return Analysis(
-            residual=back,
-            reconstruction=_to_original_size(recon.cpu().numpy(), height, width),
-            components=_components(x, recon[None], window, height, width) if components else None,
-        )
+
+
+def blur_image(image: torch.Tensor, sigma: float) -> torch.Tensor:
+    """A (C, H, W) float image blurred by a Gaussian of ``sigma`` pixels per channel
+    (symmetric border reflection, kernel ±4σ), on the image's device."""
+    planes = image.cpu().numpy()
+    blurred = [cv2.GaussianBlur(plane, (0, 0), sigma, borderType=cv2.BORDER_REFLECT)
+               for plane in planes]  # fmt: skip
+    return torch.from_numpy(np.stack(blurred)).to(image.device)
 
 
 def _to_original_size(array: np.ndarray, height: int, width: int) -> np.ndarray:

@@ -1,0 +1,127 @@
+"""The untrained blur reference, residual smoothing and blending as stored model settings."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import replace
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+import torch
+from skimage.metrics import structural_similarity
+from typer.testing import CliRunner
+
+from aeinspect.checkpoint import load_model, save_model
+from aeinspect.cli import app
+from aeinspect.config import SegmentConfig
+from aeinspect.images import Image
+from aeinspect.segmentation import Segmenter
+
+runner = CliRunner()
+CPU = torch.device("cpu")
+
+
+@pytest.fixture(scope="module")
+def blur_model(tmp_path_factory: pytest.TempPathFactory, good_folder: Path) -> Path:
+    path = tmp_path_factory.mktemp("blur") / "blur.pt"
+    flags = ["--model", "blur", "--blur-sigma", "4", "--val-split", "0.34", "-q"]
+    result = runner.invoke(app, ["train", str(good_folder), "-o", str(path), *flags])
+    assert result.exit_code == 0, result.output
+    return path
+
+
+def test_blur_reference_stores_settings_and_a_threshold_only(blur_model: Path) -> None:
+    model_file = load_model(blur_model)
+    assert model_file.model.kind == "blur" and model_file.model.blur_sigma == 4
+    assert model_file.state_dict == {} and model_file.history == []
+    assert model_file.threshold is not None and model_file.threshold.method == "area"
+    assert len(model_file.validation_images) == 2
+
+
+def test_blur_reference_residual_is_one_minus_ssim_of_the_blurred_image(
+    blur_model: Path, test_folder: Path
+) -> None:
+    image = cv2.imread(str(test_folder / "blob" / "0.png"), cv2.IMREAD_GRAYSCALE) / 255.0
+    blurred = cv2.GaussianBlur(image, (0, 0), 4, borderType=cv2.BORDER_REFLECT)
+    _, ssim = structural_similarity(
+        image, blurred, gaussian_weights=True, sigma=1.5, use_sample_covariance=False,
+        data_range=1.0, full=True,
+    )  # fmt: skip
+    pixels = image.astype(np.float32)[None]
+    ours = Segmenter(load_model(blur_model), CPU).analyse(
+        Image(pixels=pixels, original=pixels), SegmentConfig()
+    )
+    np.testing.assert_allclose(ours.residual, 1 - ssim, atol=1e-4, rtol=0)
+
+
+def test_blur_reference_segments_and_evaluates_like_a_model(
+    blur_model: Path, test_folder: Path, mvtec_folder: Path, tmp_path: Path
+) -> None:
+    result = runner.invoke(app, ["segment", str(test_folder), "-m", str(blur_model), "--json"])
+    assert result.exit_code == 0, result.output
+    assert len(result.output.splitlines()) == 2
+    result = runner.invoke(app, ["evaluate", str(mvtec_folder), "-m", str(blur_model),
+                                 "-o", str(tmp_path / "report"), "-q"])  # fmt: skip
+    assert result.exit_code == 0, result.output
+    metrics = json.loads((tmp_path / "report" / "metrics.json").read_text())
+    assert metrics["model"]["kind"] == "blur"
+    assert 0 <= metrics["pixel"]["auroc"] <= 1
+
+
+def test_smoothing_blurs_the_residual_before_it_is_resized(
+    tiny_model: Path, tmp_path: Path
+) -> None:
+    plain = load_model(tiny_model)
+    smoothed = replace(plain, model=replace(plain.model, smooth=2.0))
+    path = tmp_path / "smoothed.pt"
+    save_model(path, smoothed)
+    assert load_model(path).model.smooth == 2.0
+    pixels = np.random.default_rng(0).random((1, 50, 60)).astype(np.float32)
+    image = Image(pixels=pixels, original=pixels)
+    raw = Segmenter(plain, CPU).analyse(image, SegmentConfig()).residual
+    ours = Segmenter(load_model(path), CPU).analyse(image, SegmentConfig()).residual
+    expected = cv2.GaussianBlur(raw, (0, 0), 2.0, borderType=cv2.BORDER_REFLECT)
+    np.testing.assert_allclose(ours, expected, atol=1e-6, rtol=0)
+
+
+def test_blend_is_a_stored_setting_that_changes_only_the_overlaps(
+    tiny_model: Path, good_folder: Path, tmp_path: Path
+) -> None:
+    path = tmp_path / "hann.pt"
+    result = runner.invoke(app, ["train", str(good_folder), "-o", str(path), "--size", "32",
+                                 "--num", "32", "--epochs", "1", "--latent", "16",
+                                 "--blend", "hann", "--smooth", "1.5", "-q"])  # fmt: skip
+    assert result.exit_code == 0, result.output
+    model = load_model(path).model
+    assert (model.blend, model.smooth) == ("hann", 1.5)
+
+
+@pytest.mark.parametrize(
+    ("flags", "message"),
+    [
+        (["--blend", "box"], "--blend must be one of uniform, gaussian, hann, got 'box'"),
+        (["--smooth", "-1"], "--smooth must be in [0, 64] pixels, got -1.0"),
+        (["--model", "blur", "--blur-sigma", "0"], "--blur-sigma must be in (0, 256] pixels"),
+    ],
+)
+def test_bad_residual_settings_are_refused(
+    flags: list[str], message: str, good_folder: Path, tmp_path: Path
+) -> None:
+    result = runner.invoke(app, ["train", str(good_folder), "-o", str(tmp_path / "m.pt"), *flags])
+    assert result.exit_code == 2
+    assert f"Error: {message}" in result.output
+    assert not (tmp_path / "m.pt").exists()
+
+
+def test_model_files_from_before_these_settings_read_with_the_paper_defaults(
+    tiny_model: Path, tmp_path: Path
+) -> None:
+    payload = torch.load(tiny_model, weights_only=True)
+    for key in ("blend", "smooth", "blur_sigma"):
+        del payload["model"][key]
+    torch.save(payload, tmp_path / "old.pt")
+    model = load_model(tmp_path / "old.pt").model
+    assert (model.blend, model.smooth) == ("uniform", 0.0)
+    assert model == replace(load_model(tiny_model).model, blend="uniform", smooth=0.0)

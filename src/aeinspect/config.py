@@ -51,6 +51,12 @@ class Preprocess:
             raise InputError(f"--channels must be 1 or 3, got {self.channels}")
 
 
+def check_patch_size(size: int) -> None:
+    """P must be a multiple of 16 and at least 32 (the latent layer's kernel is P/16)."""
+    if size < 32 or size % 16:
+        raise InputError(f"--size must be a multiple of 16 and at least 32, got {size}")
+
+
 @dataclass(frozen=True, kw_only=True)
 class ModelConfig:
     """The autoencoder of the paper's Table 1 and the residual it is judged by.
@@ -72,10 +78,7 @@ class ModelConfig:
     def __post_init__(self) -> None:
         if self.kind not in MODEL_KINDS:
             raise InputError(f"--model must be one of {', '.join(MODEL_KINDS)}, got {self.kind!r}")
-        if self.patch_size < 32 or self.patch_size % 16:
-            raise InputError(
-                f"--size must be a multiple of 16 and at least 32, got {self.patch_size}"
-            )
+        check_patch_size(self.patch_size)
         if self.channels not in (1, 3):
             raise InputError(f"--channels must be 1 or 3, got {self.channels}")
         if self.latent < 1:
@@ -84,6 +87,28 @@ class ModelConfig:
             raise InputError(
                 f"--window must be odd, at least 3 and at most the patch size, got {self.window}"
             )
+
+
+@dataclass(frozen=True, kw_only=True)
+class CropConfig:
+    """How ``crop`` cuts a patch folder (the sampling of ``train``, written to files).
+
+    Attributes:
+        num_patches: random P×P patches to cut.
+        patch_size: P; a multiple of 16, at least 32, so that a model can train on them.
+        augment: random rotation (any angle, no padded corners) and flips.
+        seed: seeds the choice of image, position, angle and flips.
+    """
+
+    num_patches: int = 10_000
+    patch_size: int = 128
+    augment: bool = True
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.num_patches < 1:
+            raise InputError(f"--num must be at least 1, got {self.num_patches}")
+        check_patch_size(self.patch_size)
 
 
 @dataclass(frozen=True, kw_only=True)

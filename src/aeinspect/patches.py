@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
+from dataclasses import dataclass
 
 import cv2
 import numpy as np
@@ -92,30 +93,44 @@ def reconstruct_by_windows(
     return mean[:, :height, :width]
 
 
-def sample_patches(
+@dataclass(frozen=True)
+class PatchDraw:
+    """Random patches and where each came from.
+
+    Attributes:
+        pixels: (num, C, size, size) float32 patches.
+        image_index: (num,) int64, the index of each patch's source image in the input list.
+    """
+
+    pixels: np.ndarray
+    image_index: np.ndarray
+
+
+def draw_patches(
     images: list[np.ndarray],
     *,
     num: int,
     size: int,
     augment: bool,
     rng: np.random.Generator,
-) -> np.ndarray:
+) -> PatchDraw:
     """Cut ``num`` random ``size``×``size`` patches from (C, H, W) float32 images.
 
     Each patch comes from an image drawn uniformly, at a uniform position. With ``augment``
     the patch is rotated by a uniform angle, taken wholly inside the image (no padded
     corners; an image too small for that is reflect-padded), then flipped at random.
-
-    Returns:
-        (num, C, size, size) float32.
+    ``train`` (from images) and ``crop`` both cut their patches here, so the same images,
+    settings and generator state give the same patches.
     """
     if not images:
         raise ValueError("no images to cut patches from")
     channels = images[0].shape[0]
     planes = [np.ascontiguousarray(image.transpose(1, 2, 0)) for image in images]
     patches = np.empty((num, channels, size, size), dtype=np.float32)
+    sources = np.empty(num, dtype=np.int64)
     for index in range(num):
-        plane = planes[rng.integers(len(planes))]
+        sources[index] = rng.integers(len(planes))
+        plane = planes[sources[index]]
         if augment:
             patch = _rotated_patch(plane, size, rng.uniform(0.0, 360.0), rng)
             if rng.random() < 0.5:
@@ -125,7 +140,19 @@ def sample_patches(
         else:
             patch = _straight_patch(plane, size, rng)
         patches[index] = patch.reshape(size, size, channels).transpose(2, 0, 1)
-    return patches
+    return PatchDraw(pixels=patches, image_index=sources)
+
+
+def sample_patches(
+    images: list[np.ndarray],
+    *,
+    num: int,
+    size: int,
+    augment: bool,
+    rng: np.random.Generator,
+) -> np.ndarray:
+    """The pixels of ``draw_patches``: (num, C, size, size) float32."""
+    return draw_patches(images, num=num, size=size, augment=augment, rng=rng).pixels
 
 
 def _pad_plane(plane: np.ndarray, side: int) -> np.ndarray:

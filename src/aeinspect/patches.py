@@ -87,10 +87,31 @@ def reconstruct_by_windows(
         )
         windows = padded[:, rows, cols].transpose(0, 1)
         restored = reconstruct(windows.contiguous()).to(padded.dtype).transpose(0, 1)
-        total.index_put_((channel_index, rows[None], cols[None]), restored, accumulate=True)
+        _accumulate(total, channel_index, rows, cols, restored)
     counts = np.outer(coverage(padded_h, ys, patch), coverage(padded_w, xs, patch))
     mean = total / torch.from_numpy(counts).to(total.device)
     return mean[:, :height, :width]
+
+
+def _accumulate(
+    total: torch.Tensor,
+    channel_index: torch.Tensor,
+    rows: torch.Tensor,
+    cols: torch.Tensor,
+    values: torch.Tensor,
+) -> None:
+    """total[c, rows, cols] += values of a (C, B, P, P) batch, overlaps summed.
+
+    On the CPU a flat ``index_add_``, which sums serially in a fixed order: ``index_put_``'s
+    parallel CPU kernel adds floats in a varying order, so that repeated runs of one image
+    differed in the last bits.
+    """
+    if total.device.type != "cpu":
+        total.index_put_((channel_index, rows[None], cols[None]), values, accumulate=True)
+        return
+    width = total.shape[2]
+    flat = channel_index * total[0].numel() + rows[None] * width + cols[None]
+    total.view(-1).index_add_(0, flat.reshape(-1), values.reshape(-1))
 
 
 @dataclass(frozen=True)

@@ -23,6 +23,7 @@ from aeinspect.checkpoint import ModelFile, load_model, save_model
 from aeinspect.config import CropConfig, ModelConfig, Preprocess, SegmentConfig, TrainConfig
 from aeinspect.dataset import find_test_set
 from aeinspect.errors import AeinspectError, InputError
+from aeinspect.features import load_feature_weights
 from aeinspect.images import ImageSource, find_images, read_images, write_bytes_atomic
 from aeinspect.outputs import DEFAULT_SAVE, parse_save, write_outputs
 from aeinspect.patch_folder import (
@@ -165,7 +166,7 @@ def train(
         ),
     ],
     output: Annotated[Path, typer.Option("--output", "-o", help="Model file to write.")],
-    model: Annotated[str, typer.Option(help="Loss and residual: ssim or l2.")] = "ssim",
+    model: Annotated[str, typer.Option(help="Loss and residual: ssim, l2, vae or fm.")] = "ssim",
     num: Annotated[int | None, typer.Option(help="Random training patches to cut [10000].")] = None,
     size: Annotated[
         int | None, typer.Option(help="Patch size P (multiple of 16, >= 32) [128].")
@@ -178,6 +179,13 @@ def train(
     ] = None,
     latent: Annotated[int, typer.Option(help="Latent size d (100 textures, 500 complex).")] = 100,
     window: Annotated[int, typer.Option(help="SSIM window K (odd).")] = 11,
+    samples: Annotated[
+        int | None, typer.Option(help="vae: latent samples N decoded per window [6].")
+    ] = None,
+    features: Annotated[
+        Path | None,
+        typer.Option(help="fm: state dict file of an AlexNet (torchvision key names)."),
+    ] = None,
     epochs: Annotated[int, typer.Option(help="Epochs at most.")] = 200,
     batch_size: Annotated[int, typer.Option(help="Patches per step.")] = 128,
     lr: Annotated[float, typer.Option(help="Adam learning rate.")] = 2e-4,
@@ -208,12 +216,15 @@ def train(
             patch_size=size or 128,
             augment=augment is not False,
         )
+    if samples is not None and model != "vae":
+        raise InputError(f"--samples is for --model vae only, not --model {model}")
     model_config = ModelConfig(
         kind=model,
         patch_size=crop_config.patch_size,
         channels=preprocess.channels,
         latent=latent,
         window=window,
+        samples=6 if samples is None else samples,
     )
     train_config = TrainConfig(
         num_patches=crop_config.num_patches, augment=crop_config.augment, epochs=epochs,
@@ -221,6 +232,7 @@ def train(
         patience=patience, max_minutes=max_minutes, seed=seed,
     )  # fmt: skip
     previous = load_model(resume) if resume is not None else None
+    feature_weights = load_feature_weights(features) if features is not None else None
     inputs = folder if folder is not None else find_images(images)
     torch_device = select_device(device)
     progress = _TrainProgress() if _show_progress(quiet) else None
@@ -231,6 +243,7 @@ def train(
         train_config=train_config,
         device=torch_device,
         resume=previous,
+        features=feature_weights,
         on_epoch=progress.epoch if progress else None,
         on_batch=progress.batch if progress else None,
     )

@@ -12,7 +12,7 @@ from typing import Any, TypeVar
 
 from aeinspect.errors import InputError
 
-MODEL_KINDS = ("ssim", "l2")
+MODEL_KINDS = ("ssim", "l2", "vae", "fm")
 
 T = TypeVar("T")
 
@@ -62,11 +62,14 @@ class ModelConfig:
     """The autoencoder of the paper's Table 1 and the residual it is judged by.
 
     Attributes:
-        kind: "ssim" (1 − SSIM loss and residual) or "l2" (squared error).
+        kind: "ssim" (1 − SSIM loss and residual), "l2" (squared error), "vae" (variational;
+            residual −log p(x | z1…zN)) or "fm" (L2 plus AlexNet feature matching; squared
+            error residual); see ``losses``.
         patch_size: P, the side of the square input; a multiple of 16, at least 32.
         channels: k, the number of image channels (1 or 3).
         latent: d, the size of the latent code.
         window: K, the odd side of the SSIM Gaussian window (σ = 1.5).
+        samples: N, latent samples decoded per window for the residual (vae only).
     """
 
     kind: str = "ssim"
@@ -74,6 +77,7 @@ class ModelConfig:
     channels: int = 1
     latent: int = 100
     window: int = 11
+    samples: int = 6
 
     def __post_init__(self) -> None:
         if self.kind not in MODEL_KINDS:
@@ -83,6 +87,8 @@ class ModelConfig:
             raise InputError(f"--channels must be 1 or 3, got {self.channels}")
         if self.latent < 1:
             raise InputError(f"--latent must be at least 1, got {self.latent}")
+        if self.samples < 1:
+            raise InputError(f"--samples must be at least 1, got {self.samples}")
         if self.window < 3 or self.window % 2 == 0 or self.window > self.patch_size:
             raise InputError(
                 f"--window must be odd, at least 3 and at most the patch size, got {self.window}"

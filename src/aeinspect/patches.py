@@ -62,22 +62,23 @@ def reconstruct_by_windows(
 
     Args:
         image: (C, H, W) float tensor; sides smaller than P are reflect-padded, then cropped.
-        reconstruct: maps a (B, C, P, P) batch to its (B, C, P, P) reconstruction.
+        reconstruct: maps a (B, C, P, P) batch to its (B, C', P, P) reconstruction; C' may
+            differ from C (a VAE's N sampled reconstructions stacked as N·C channels).
         patch: window side P.
         stride: window step s.
-        batch_size: windows per ``reconstruct`` call.
+        batch_size: windows per ``reconstruct`` call; windows go in row-major order.
 
     Returns:
-        (C, H, W) reconstruction on the image's device and dtype.
+        (C', H, W) reconstruction on the image's device and dtype.
     """
     height, width = image.shape[1:]
     padded = pad_to_patch(image, patch)
-    channels, padded_h, padded_w = padded.shape
+    padded_h, padded_w = padded.shape[1:]
     ys, xs = window_positions(padded_h, patch, stride), window_positions(padded_w, patch, stride)
     grid_y, grid_x = (torch.from_numpy(a.ravel()) for a in np.meshgrid(ys, xs, indexing="ij"))
     offsets = torch.arange(patch)
-    channel_index = torch.arange(channels).view(channels, 1, 1, 1).to(image.device)
-    total = torch.zeros_like(padded)
+    total: torch.Tensor | None = None
+    channel_index = torch.empty(0, dtype=torch.int64)
     for start in range(0, grid_y.numel(), batch_size):
         rows = (grid_y[start : start + batch_size, None, None] + offsets[None, :, None]).to(
             image.device
@@ -87,7 +88,12 @@ def reconstruct_by_windows(
         )
         windows = padded[:, rows, cols].transpose(0, 1)
         restored = reconstruct(windows.contiguous()).to(padded.dtype).transpose(0, 1)
+        if total is None:
+            channels = restored.shape[0]
+            total = padded.new_zeros((channels, padded_h, padded_w))
+            channel_index = torch.arange(channels).view(channels, 1, 1, 1).to(image.device)
         _accumulate(total, channel_index, rows, cols, restored)
+    assert total is not None  # at least one window
     counts = np.outer(coverage(padded_h, ys, patch), coverage(padded_w, xs, patch))
     mean = total / torch.from_numpy(counts).to(total.device)
     return mean[:, :height, :width]

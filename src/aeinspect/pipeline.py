@@ -183,20 +183,24 @@ def train_model(
     train_config: TrainConfig,
     device: torch.device,
     resume: ModelFile | None = None,
+    features: dict[str, torch.Tensor] | None = None,
     on_epoch: Callable[[EpochRecord], None] | None = None,
     on_batch: Callable[[int, int, int], None] | None = None,
 ) -> tuple[ModelFile, TrainResult]:
     """Train an autoencoder on good images, or on a patch folder's patches, and choose a first
     threshold on the held-out images.
 
-    With ``resume``, its model and preprocessing settings are kept, its weights and optimizer
-    state are the starting point, and epochs count on from its history. A patch folder must
-    have been cut with the model's patch size and preprocessing.
+    With ``resume``, its model and preprocessing settings are kept, its weights (an fm
+    model's feature weights too) and optimizer state are the starting point, and epochs
+    count on from its history. A patch folder must have been cut with the model's patch size
+    and preprocessing. ``features``: the AlexNet weights an fm model needs
+    (``load_feature_weights``); stored in the model file with the other weights.
     """
     if resume is not None:
         model_config, preprocess = resume.model, resume.preprocess
+    _check_features(model_config.kind, features, resume)
     data = _training_data(inputs, preprocess, model_config.patch_size, train_config)
-    model = new_model(model_config, train_config.seed)
+    model = new_model(model_config, train_config.seed, features=features)
     if resume is not None:
         model.load_state_dict(resume.state_dict)
     result = fit(
@@ -224,6 +228,27 @@ def train_model(
         threshold = tune_on_good_images(Segmenter(model_file, device), data.val_images)
         model_file = replace(model_file, threshold=threshold)
     return model_file, result
+
+
+def _check_features(
+    kind: str, features: dict[str, torch.Tensor] | None, resume: ModelFile | None
+) -> None:
+    if resume is not None and features is not None:
+        raise InputError("a resumed model keeps its stored feature weights; leave out --features")
+    if features is not None and kind != "fm":
+        raise InputError(f"--features is for --model fm only, not --model {kind}")
+    if kind == "fm" and features is None and resume is None:
+        raise InputError(
+            "--model fm needs --features PATH, a state dict of an ImageNet-trained AlexNet "
+            "with torchvision's key names (nothing is downloaded)"
+        )
+
+
+def stored_features(model_file: ModelFile) -> dict[str, torch.Tensor] | None:
+    """An fm model's AlexNet weights from its model file (None for other kinds)."""
+    if model_file.model.kind != "fm":
+        return None
+    return {k: v for k, v in model_file.state_dict.items() if k.startswith("features.")}
 
 
 def describe_patch_folder(folder: PatchFolder) -> dict[str, Any]:
@@ -411,7 +436,7 @@ def run_grid(
     for (name, value), model_config in zip(settings, configs, strict=True):
         model_file, result = train_model(
             train_sources, preprocess=base.preprocess, model_config=model_config,
-            train_config=base.train, device=device,
+            train_config=base.train, device=device, features=stored_features(base),
         )  # fmt: skip
         save_model(output / f"{name}-{value}.pt", model_file)
         metrics, _ = evaluate_model(dataset, Segmenter(model_file, device), config)

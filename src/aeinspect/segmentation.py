@@ -3,6 +3,7 @@ the whole image, resizing back, threshold, circular opening and small-region rem
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import cv2
@@ -13,7 +14,7 @@ from aeinspect.checkpoint import ModelFile
 from aeinspect.config import SegmentConfig
 from aeinspect.images import Image, resize
 from aeinspect.losses import residual_map
-from aeinspect.models import Autoencoder
+from aeinspect.models import VariationalAutoencoder, build_network
 from aeinspect.patches import reconstruct_by_windows
 from aeinspect.ssim import ssim_components
 
@@ -42,6 +43,9 @@ class Analysis:
     components: Components | None = None
 
 
+SAMPLING_SEED = 0  # a VAE's latent samples: the same draws for every image and run
+
+
 @dataclass(frozen=True)
 class Mask:
     """A thresholded, opened segmentation.
@@ -67,7 +71,7 @@ class Segmenter:
     def __init__(self, model_file: ModelFile, device: torch.device) -> None:
         self.model_file = model_file
         self.device = device
-        self.network = Autoencoder(model_file.model)
+        self.network = build_network(model_file.model)
         self.network.load_state_dict(model_file.state_dict)
         # channels-last activations run the convolutions faster on CPUs and GPUs alike
         self.network.to(device, memory_format=torch.channels_last).eval()
@@ -75,17 +79,28 @@ class Segmenter:
     @torch.inference_mode()
     def analyse(self, image: Image, config: SegmentConfig, *, components: bool = False) -> Analysis:
         """Reconstruct ``image`` window by window and compute its residual map on the whole
-        image, then bring both back to the original size."""
+        image, then bring both back to the original size.
+
+        A VAE's windows are each reconstructed from N latent samples (``samples`` of the
+        model), stitched per sample; the residual compares the image with all N, and the
+        reconstruction shown is their mean. The samples are drawn from a generator seeded
+        with ``SAMPLING_SEED`` for each image, so an image always gives the same map.
+        """
         x = torch.from_numpy(image.pixels).to(self.device)[None]
         recon = reconstruct_by_windows(
             x[0],
-            self.network,
+            self._window_reconstructor(),
             patch=self.model_file.model.patch_size,
             stride=config.stride,
             batch_size=config.batch_size,
         )
         window, kind = self.model_file.model.window, self.model_file.model.kind
-        residual = residual_map(kind, x, recon[None], window=window)[0]
+        if kind == "vae":
+            samples = recon.view(-1, *x.shape[1:])  # (N, C, H, W)
+            residual = residual_map(kind, x, samples[None], window=window)[0]
+            recon = samples.mean(dim=0)
+        else:
+            residual = residual_map(kind, x, recon[None], window=window)[0]
         height, width = image.original_size
         back = _to_original_size(residual.cpu().numpy(), height, width)
         return Analysis(
@@ -93,6 +108,19 @@ class Segmenter:
             reconstruction=_to_original_size(recon.cpu().numpy(), height, width),
             components=_components(x, recon[None], window, height, width) if components else None,
         )
+
+    def _window_reconstructor(self) -> Callable[[torch.Tensor], torch.Tensor]:
+        """(B, C, P, P) windows → reconstructions; for a VAE (B, N·C, P, P), N samples each."""
+        network = self.network
+        if not isinstance(network, VariationalAutoencoder):
+            return network
+        generator = torch.Generator().manual_seed(SAMPLING_SEED)
+        samples = self.model_file.model.samples
+
+        def sampled(windows: torch.Tensor) -> torch.Tensor:
+            return network.sample_reconstructions(windows, samples, generator).flatten(1, 2)
+
+        return sampled
 
 
 def _to_original_size(array: np.ndarray, height: int, width: int) -> np.ndarray:

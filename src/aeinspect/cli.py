@@ -25,6 +25,7 @@ from aeinspect.dataset import find_test_set
 from aeinspect.errors import AeinspectError, InputError
 from aeinspect.features import load_feature_weights
 from aeinspect.images import ImageSource, find_images, read_images, write_bytes_atomic
+from aeinspect.metrics import thin_curve
 from aeinspect.outputs import DEFAULT_SAVE, parse_save, write_outputs
 from aeinspect.patch_folder import (
     MANIFEST,
@@ -537,6 +538,9 @@ def _write_report(output: Path, metrics: dict[str, Any], curves: Any, title: str
     from aeinspect import plots  # matplotlib loads only when plots are written
 
     write_bytes_atomic(output / "metrics.json", json.dumps(metrics, indent=2).encode())
+    fpr, tpr = thin_curve(*curves.roc["all"])
+    rows = "".join(f"{f:.7g},{t:.7g}\n" for f, t in zip(fpr, tpr, strict=True))
+    write_bytes_atomic(output / "roc.csv", ("fpr,tpr\n" + rows).encode())
     plots.plot_roc(curves, output / "roc.png", title)
     plots.plot_pro(curves, output / "pro.png", title)
     plots.plot_overlap(curves, output / "overlap.png", title)

@@ -168,20 +168,27 @@ def train(
     ],
     output: Annotated[Path, typer.Option("--output", "-o", help="Model file to write.")],
     model: Annotated[str, typer.Option(help="Loss and residual: ssim, l2, vae or fm.")] = "ssim",
-    num: Annotated[int | None, typer.Option(help="Random training patches to cut [10000].")] = None,
+    num: Annotated[
+        int | None, typer.Option(help="Random training patches to cut.  [default: 10000]")
+    ] = None,
     size: Annotated[
-        int | None, typer.Option(help="Patch size P (multiple of 16, >= 32) [128].")
+        int | None, typer.Option(help="Patch size P (multiple of 16, >= 32).  [default: 128]")
     ] = None,
     resize: Annotated[int | None, typer.Option(help="Down-scale to S x S first.")] = None,
     scale: Annotated[float | None, typer.Option(help="Down-scale by a factor first.")] = None,
-    channels: Annotated[int | None, typer.Option(help="1 (gray) or 3 (colour) [1].")] = None,
+    channels: Annotated[
+        int | None, typer.Option(help="1 (gray) or 3 (colour).  [default: 1]")
+    ] = None,
     augment: Annotated[
-        bool | None, typer.Option("--augment/--no-augment", help="Random rotation and flips [on].")
+        bool | None,
+        typer.Option(
+            "--augment/--no-augment", help="Random rotation and flips.  [default: augment]"
+        ),
     ] = None,
     latent: Annotated[int, typer.Option(help="Latent size d (100 textures, 500 complex).")] = 100,
     window: Annotated[int, typer.Option(help="SSIM window K (odd).")] = 11,
     samples: Annotated[
-        int | None, typer.Option(help="vae: latent samples N decoded per window [6].")
+        int | None, typer.Option(help="vae: latent samples N decoded per window.  [default: 6]")
     ] = None,
     features: Annotated[
         Path | None,

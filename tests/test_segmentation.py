@@ -67,3 +67,26 @@ def test_area_threshold_leaves_no_region_of_min_area_and_is_the_smallest() -> No
 def test_area_threshold_needs_maps() -> None:
     with pytest.raises(ValueError, match="no defect-free"):
         threshold_by_area([], min_area=5, opening=4)
+
+
+def test_an_image_gives_the_same_maps_every_time() -> None:
+    """Overlapping windows are summed in a fixed order: repeated runs agree to the last bit
+    (a parallel scatter-add once made them differ by a few units in the last place)."""
+    import torch
+
+    from aeinspect.checkpoint import ModelFile
+    from aeinspect.config import ModelConfig, Preprocess, SegmentConfig, TrainConfig
+    from aeinspect.images import Image
+    from aeinspect.segmentation import Segmenter
+    from aeinspect.training import new_model
+
+    config = ModelConfig(patch_size=64, latent=16)
+    model_file = ModelFile(model=config, preprocess=Preprocess(), train=TrainConfig(),
+                           state_dict=new_model(config, seed=0).state_dict())  # fmt: skip
+    pixels = np.random.default_rng(0).random((1, 300, 340)).astype(np.float32)
+    segmenter = Segmenter(model_file, torch.device("cpu"))
+    runs = [segmenter.analyse(Image(pixels=pixels, original=pixels), SegmentConfig())
+            for _ in range(4)]  # fmt: skip
+    for run in runs[1:]:
+        np.testing.assert_array_equal(run.reconstruction, runs[0].reconstruction)
+        np.testing.assert_array_equal(run.residual, runs[0].residual)

@@ -49,6 +49,8 @@ class ModelFile:
         validation_images: paths of the good images held out from training.
         optimizer_state: Adam's state for ``train --resume``, or None.
         versions: aeinspect and torch versions that wrote the file.
+        patch_folder: the patch folder it was trained on (its path and crop settings), or
+            None when the patches were cut from images during training.
     """
 
     model: ModelConfig
@@ -60,6 +62,7 @@ class ModelFile:
     validation_images: list[str] = field(default_factory=list)
     optimizer_state: dict[str, Any] | None = None
     versions: dict[str, str] = field(default_factory=dict)
+    patch_folder: dict[str, Any] | None = None
 
 
 def save_model(path: Path, model_file: ModelFile) -> None:
@@ -76,6 +79,7 @@ def save_model(path: Path, model_file: ModelFile) -> None:
         "validation_images": model_file.validation_images,
         "optimizer_state": model_file.optimizer_state,
         "versions": {"aeinspect": __version__, "torch": str(torch.__version__)},
+        "patch_folder": model_file.patch_folder,
     }
     buffer = io.BytesIO()
     torch.save(payload, buffer)
@@ -110,6 +114,7 @@ def load_model(path: Path) -> ModelFile:
             validation_images=list(payload["validation_images"]),
             optimizer_state=payload["optimizer_state"],
             versions=dict(payload["versions"]),
+            patch_folder=payload.get("patch_folder"),
         )
     except (KeyError, TypeError, ValueError, InputError) as error:
         raise ModelFileError(f"{path} is a damaged aeinspect model file ({error})") from None

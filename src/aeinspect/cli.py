@@ -20,14 +20,24 @@ from tqdm import tqdm
 
 from aeinspect import __version__
 from aeinspect.checkpoint import ModelFile, load_model, save_model
-from aeinspect.config import ModelConfig, Preprocess, SegmentConfig, TrainConfig
+from aeinspect.config import CropConfig, ModelConfig, Preprocess, SegmentConfig, TrainConfig
 from aeinspect.dataset import find_test_set
 from aeinspect.errors import AeinspectError, InputError
+from aeinspect.features import load_feature_weights
 from aeinspect.images import ImageSource, find_images, read_images, write_bytes_atomic
+from aeinspect.metrics import thin_curve
 from aeinspect.outputs import DEFAULT_SAVE, parse_save, write_outputs
+from aeinspect.patch_folder import (
+    MANIFEST,
+    PatchFolder,
+    check_new_folder,
+    is_patch_folder,
+    read_patch_folder,
+)
 from aeinspect.pipeline import (
     Segmentation,
     check_readable,
+    crop_images,
     evaluate_model,
     parse_grid,
     run_grid,
@@ -100,18 +110,83 @@ Device = Annotated[str, typer.Option(help="auto, cpu, cuda or cuda:N (auto: CUDA
 
 @app.command()
 @_user_errors
-def train(
+def crop(
     images: Images,
-    output: Annotated[Path, typer.Option("--output", "-o", help="Model file to write.")],
-    model: Annotated[
-        str, typer.Option(help="ssim, l2, or blur (the untrained reference).")
-    ] = "ssim",
-    num: Annotated[int, typer.Option(help="Random training patches to cut.")] = 10_000,
+    output: Annotated[
+        Path, typer.Option("--output", "-o", help="New or empty folder for the patches.")
+    ],
+    num: Annotated[int, typer.Option(help="Random patches to cut.")] = 10_000,
     size: Annotated[int, typer.Option(help="Patch size P (multiple of 16, >= 32).")] = 128,
     resize: Annotated[int | None, typer.Option(help="Down-scale to S x S first.")] = None,
     scale: Annotated[float | None, typer.Option(help="Down-scale by a factor first.")] = None,
     channels: Annotated[int, typer.Option(help="1 (gray) or 3 (colour).")] = 1,
     augment: Annotated[bool, typer.Option(help="Random rotation and flips.")] = True,
+    seed: Annotated[int, typer.Option(help="Seed of images, positions, angles, flips.")] = 0,
+    json_output: Annotated[bool, typer.Option("--json", help="Print the summary as JSON.")] = False,
+    quiet: Quiet = False,
+) -> None:
+    """Cut random training patches from good images into a folder of PNGs with a
+    manifest.json; train takes the folder in place of images."""
+    preprocess = Preprocess(resize=resize, scale=scale, channels=channels)
+    config = CropConfig(num_patches=num, patch_size=size, augment=augment, seed=seed)
+    check_new_folder(output)
+    sources = find_images(images)
+    with tqdm(total=num, unit="patch", leave=False, disable=not _show_progress(quiet)) as bar:
+        folder = crop_images(
+            sources,
+            output,
+            preprocess=preprocess,
+            config=config,
+            on_patch=lambda done: bar.update(done - bar.n),
+        )
+    summary = {
+        "folder": str(output),
+        "manifest": str(output / MANIFEST),
+        "patches": len(folder.files),
+        "size": size,
+        "images": len(folder.images),
+        "seed": seed,
+    }
+    if json_output:
+        typer.echo(json.dumps(summary))
+    else:
+        typer.echo(
+            f"{output}: {summary['patches']} patches of {size}x{size} from "
+            f"{summary['images']} images (seed {seed}), listed in {summary['manifest']}"
+        )
+
+
+@app.command()
+@_user_errors
+def train(
+    images: Annotated[
+        list[str],
+        typer.Argument(
+            help="Image files, folders (searched recursively), - (paths on stdin), or one "
+            "patch folder written by crop."
+        ),
+    ],
+    output: Annotated[Path, typer.Option("--output", "-o", help="Model file to write.")],
+    model: Annotated[
+        str, typer.Option(help="ssim, l2, vae, fm, or blur (the untrained reference).")
+    ] = "ssim",
+    num: Annotated[
+        int | None, typer.Option(help="Random training patches to cut.  [default: 10000]")
+    ] = None,
+    size: Annotated[
+        int | None, typer.Option(help="Patch size P (multiple of 16, >= 32).  [default: 128]")
+    ] = None,
+    resize: Annotated[int | None, typer.Option(help="Down-scale to S x S first.")] = None,
+    scale: Annotated[float | None, typer.Option(help="Down-scale by a factor first.")] = None,
+    channels: Annotated[
+        int | None, typer.Option(help="1 (gray) or 3 (colour).  [default: 1]")
+    ] = None,
+    augment: Annotated[
+        bool | None,
+        typer.Option(
+            "--augment/--no-augment", help="Random rotation and flips.  [default: augment]"
+        ),
+    ] = None,
     latent: Annotated[int, typer.Option(help="Latent size d (100 textures, 500 complex).")] = 100,
     window: Annotated[int, typer.Option(help="SSIM window K (odd).")] = 11,
     blend: Annotated[
@@ -119,6 +194,13 @@ def train(
     ] = "uniform",
     smooth: Annotated[float, typer.Option(help="Gaussian σ on the residual (0 = none).")] = 0.0,
     blur_sigma: Annotated[float, typer.Option(help="σ of the blur reference.")] = 16.0,
+    samples: Annotated[
+        int | None, typer.Option(help="vae: latent samples N decoded per window.  [default: 6]")
+    ] = None,
+    features: Annotated[
+        Path | None,
+        typer.Option(help="fm: state dict file of an AlexNet (torchvision key names)."),
+    ] = None,
     epochs: Annotated[int, typer.Option(help="Epochs at most.")] = 200,
     batch_size: Annotated[int, typer.Option(help="Patches per step.")] = 128,
     lr: Annotated[float, typer.Option(help="Adam learning rate.")] = 2e-4,
@@ -134,38 +216,102 @@ def train(
     json_output: Annotated[bool, typer.Option("--json", help="Print the summary as JSON.")] = False,
     quiet: Quiet = False,
 ) -> None:
-    """Train an autoencoder on defect-free images and write a model file."""
-    preprocess = Preprocess(resize=resize, scale=scale, channels=channels)
-    model_config = ModelConfig(
-        kind=model, patch_size=size, channels=channels, latent=latent, window=window,
-        blend=blend, smooth=smooth, blur_sigma=blur_sigma,
-    )  # fmt: skip
-    train_config = TrainConfig(
-        num_patches=num, augment=augment, epochs=epochs, batch_size=batch_size, lr=lr,
-        weight_decay=weight_decay, val_split=val_split, patience=patience,
-        max_minutes=max_minutes, seed=seed,
-    )  # fmt: skip
+    """Train an autoencoder on defect-free images, or on a patch folder from crop, and write
+    a model file. With a patch folder the crop settings come from its manifest."""
     _check_output_file(output)
+    crop_flags = {"num": num, "size": size, "resize": resize, "scale": scale,
+                  "channels": channels, "augment": augment}  # fmt: skip
+    folder = _patch_folder_input(images)
+    if folder is not None:
+        preprocess, crop_config = _settings_of_folder(folder, crop_flags)
+    else:
+        preprocess = Preprocess(resize=resize, scale=scale, channels=channels or 1)
+        crop_config = CropConfig(
+            num_patches=10_000 if num is None else num,
+            patch_size=size or 128,
+            augment=augment is not False,
+        )
+    if samples is not None and model != "vae":
+        raise InputError(f"--samples is for --model vae only, not --model {model}")
+    model_config = ModelConfig(
+        kind=model,
+        patch_size=crop_config.patch_size,
+        channels=preprocess.channels,
+        latent=latent,
+        window=window,
+        samples=6 if samples is None else samples,
+        blend=blend,
+        smooth=smooth,
+        blur_sigma=blur_sigma,
+    )
+    train_config = TrainConfig(
+        num_patches=crop_config.num_patches, augment=crop_config.augment, epochs=epochs,
+        batch_size=batch_size, lr=lr, weight_decay=weight_decay, val_split=val_split,
+        patience=patience, max_minutes=max_minutes, seed=seed,
+    )  # fmt: skip
     previous = load_model(resume) if resume is not None else None
-    sources = find_images(images)
+    feature_weights = load_feature_weights(features) if features is not None else None
+    inputs = folder if folder is not None else find_images(images)
     torch_device = select_device(device)
     progress = _TrainProgress() if _show_progress(quiet) else None
     model_file, result = train_model(
-        sources,
+        inputs,
         preprocess=preprocess,
         model_config=model_config,
         train_config=train_config,
         device=torch_device,
         resume=previous,
+        features=feature_weights,
         on_epoch=progress.epoch if progress else None,
         on_batch=progress.batch if progress else None,
     )
     save_model(output, model_file)
-    summary = _train_summary(output, model_file, len(sources), result.stop_reason)
+    count = len(inputs.images) if isinstance(inputs, PatchFolder) else len(inputs)
+    summary = _train_summary(output, model_file, count, result.stop_reason)
     if json_output:
         typer.echo(json.dumps(summary))
     else:
         _print_train_summary(summary)
+
+
+def _patch_folder_input(images: list[str]) -> PatchFolder | None:
+    """The patch folder given as the only input, or None when the inputs are images."""
+    folders = [item for item in images if item != "-" and is_patch_folder(Path(item))]
+    if not folders:
+        return None
+    if len(images) > 1:
+        raise InputError(
+            f"{folders[0]} is a patch folder (it has a {MANIFEST}); give it as the only input"
+        )
+    return read_patch_folder(Path(folders[0]))
+
+
+def _settings_of_folder(
+    folder: PatchFolder, given: dict[str, Any]
+) -> tuple[Preprocess, CropConfig]:
+    """The patch folder's preprocessing and crop settings; a crop flag given as well must
+    agree with them."""
+    recorded = {
+        "num": folder.crop.num_patches,
+        "size": folder.crop.patch_size,
+        "resize": folder.preprocess.resize,
+        "scale": folder.preprocess.scale,
+        "channels": folder.preprocess.channels,
+        "augment": folder.crop.augment,
+    }
+    for name, value in given.items():
+        if value is not None and value != recorded[name]:
+            raise InputError(
+                f"{_flag(name, value)} differs from patch folder {folder.path} (cut with "
+                f"{_flag(name, recorded[name])}); leave it out to train on the folder's patches"
+            )
+    return folder.preprocess, folder.crop
+
+
+def _flag(name: str, value: Any) -> str:
+    if isinstance(value, bool):
+        return f"--{name}" if value else f"--no-{name}"
+    return f"no --{name}" if value is None else f"--{name} {value}"
 
 
 def _check_output_file(output: Path) -> None:
@@ -208,10 +354,12 @@ def _train_summary(
     history = model_file.history
     best = min(history, key=lambda r: r["val_loss"]) if history else {}  # blur: no epochs
     threshold = model_file.threshold
+    folder = model_file.patch_folder
     return {
         "model_file": str(output),
         "model": model_file.model.kind,
         "images": images,
+        "patch_folder": None if folder is None else folder["path"],
         "validation_images": len(model_file.validation_images),
         "epochs": len(history),
         "stopped_by": stop_reason,
@@ -411,6 +559,9 @@ def _write_report(output: Path, metrics: dict[str, Any], curves: Any, title: str
     from aeinspect import plots  # matplotlib loads only when plots are written
 
     write_bytes_atomic(output / "metrics.json", json.dumps(metrics, indent=2).encode())
+    fpr, tpr = thin_curve(*curves.roc["all"])
+    rows = "".join(f"{f:.7g},{t:.7g}\n" for f, t in zip(fpr, tpr, strict=True))
+    write_bytes_atomic(output / "roc.csv", ("fpr,tpr\n" + rows).encode())
     plots.plot_roc(curves, output / "roc.png", title)
     plots.plot_pro(curves, output / "pro.png", title)
     plots.plot_overlap(curves, output / "overlap.png", title)

@@ -12,7 +12,7 @@ from typing import Any, TypeVar
 
 from aeinspect.errors import InputError
 
-MODEL_KINDS = ("ssim", "l2", "blur")
+MODEL_KINDS = ("ssim", "l2", "vae", "fm", "blur")
 BLENDS = ("uniform", "gaussian", "hann")
 
 T = TypeVar("T")
@@ -52,19 +52,27 @@ class Preprocess:
             raise InputError(f"--channels must be 1 or 3, got {self.channels}")
 
 
+def check_patch_size(size: int) -> None:
+    """P must be a multiple of 16 and at least 32 (the latent layer's kernel is P/16)."""
+    if size < 32 or size % 16:
+        raise InputError(f"--size must be a multiple of 16 and at least 32, got {size}")
+
+
 @dataclass(frozen=True, kw_only=True)
 class ModelConfig:
     """The autoencoder of the paper's Table 1 and the residual it is judged by.
 
     Attributes:
-        kind: "ssim" (1 − SSIM loss and residual), "l2" (squared error), or "blur": no
-            network and no training, the "reconstruction" is the image blurred by a Gaussian
-            of ``blur_sigma`` pixels and the residual is 1 − SSIM; the reference that a
-            trained model must beat.
+        kind: "ssim" (1 − SSIM loss and residual), "l2" (squared error), "vae" (variational;
+            residual −log p(x | z1…zN)), "fm" (L2 plus AlexNet feature matching; squared
+            error residual), see ``losses``; or "blur": no network and no training, the
+            "reconstruction" is the image blurred by a Gaussian of ``blur_sigma`` pixels and
+            the residual is 1 − SSIM; the reference that a trained model must beat.
         patch_size: P, the side of the square input; a multiple of 16, at least 32.
         channels: k, the number of image channels (1 or 3).
         latent: d, the size of the latent code.
         window: K, the odd side of the SSIM Gaussian window (σ = 1.5).
+        samples: N, latent samples decoded per window for the residual (vae only).
         blend: how overlapping window reconstructions are averaged: "uniform" (the paper's
             plain mean) or "gaussian"/"hann" (each window weighted by a profile that is
             largest at its centre; see ``patches.blend_profile``).
@@ -78,6 +86,7 @@ class ModelConfig:
     channels: int = 1
     latent: int = 100
     window: int = 11
+    samples: int = 6
     blend: str = "uniform"
     smooth: float = 0.0
     blur_sigma: float = 16.0
@@ -85,10 +94,7 @@ class ModelConfig:
     def __post_init__(self) -> None:
         if self.kind not in MODEL_KINDS:
             raise InputError(f"--model must be one of {', '.join(MODEL_KINDS)}, got {self.kind!r}")
-        if self.patch_size < 32 or self.patch_size % 16:
-            raise InputError(
-                f"--size must be a multiple of 16 and at least 32, got {self.patch_size}"
-            )
+        check_patch_size(self.patch_size)
         if self.channels not in (1, 3):
             raise InputError(f"--channels must be 1 or 3, got {self.channels}")
         if self.blend not in BLENDS:
@@ -99,10 +105,34 @@ class ModelConfig:
             raise InputError(f"--blur-sigma must be in (0, 256] pixels, got {self.blur_sigma}")
         if self.latent < 1:
             raise InputError(f"--latent must be at least 1, got {self.latent}")
+        if self.samples < 1:
+            raise InputError(f"--samples must be at least 1, got {self.samples}")
         if self.window < 3 or self.window % 2 == 0 or self.window > self.patch_size:
             raise InputError(
                 f"--window must be odd, at least 3 and at most the patch size, got {self.window}"
             )
+
+
+@dataclass(frozen=True, kw_only=True)
+class CropConfig:
+    """How ``crop`` cuts a patch folder (the sampling of ``train``, written to files).
+
+    Attributes:
+        num_patches: random P×P patches to cut.
+        patch_size: P; a multiple of 16, at least 32, so that a model can train on them.
+        augment: random rotation (any angle, no padded corners) and flips.
+        seed: seeds the choice of image, position, angle and flips.
+    """
+
+    num_patches: int = 10_000
+    patch_size: int = 128
+    augment: bool = True
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.num_patches < 1:
+            raise InputError(f"--num must be at least 1, got {self.num_patches}")
+        check_patch_size(self.patch_size)
 
 
 @dataclass(frozen=True, kw_only=True)

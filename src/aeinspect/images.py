@@ -41,10 +41,12 @@ class Image:
     Attributes:
         pixels: (C, h, w) float32 in [0, 1] after ``Preprocess`` (resize/scale).
         original: (C, H, W) float32 in [0, 1] at the file's own size.
+        bit_depth: bits per sample of the file, 8 or 16.
     """
 
     pixels: np.ndarray
     original: np.ndarray
+    bit_depth: int = 8
 
     @property
     def original_size(self) -> tuple[int, int]:
@@ -124,7 +126,10 @@ def read_image(path: Path, preprocess: Preprocess) -> Image:
     """
     raw = _decode(path)
     original = _to_float(raw, preprocess.channels, path)
-    return Image(pixels=apply_preprocess(original, preprocess), original=original)
+    bit_depth = 16 if raw.dtype == np.uint16 else 8
+    return Image(
+        pixels=apply_preprocess(original, preprocess), original=original, bit_depth=bit_depth
+    )
 
 
 def check_image(path: Path) -> None:
@@ -184,16 +189,28 @@ def resize(
 
 def to_uint8(image: np.ndarray) -> np.ndarray:
     """(C, H, W) float in [0, 1] → (H, W) or (H, W, 3) uint8, ready for ``cv2.imencode``."""
-    array = np.clip(image * 255.0 + 0.5, 0, 255).astype(np.uint8)
+    return to_integer(image, 8)
+
+
+def to_integer(image: np.ndarray, bit_depth: int) -> np.ndarray:
+    """(C, H, W) float in [0, 1] → (H, W) or (H, W, 3) uint8 (8 bits) or uint16 (16 bits),
+    rounded to the nearest level, ready for ``cv2.imencode``."""
+    top, dtype = (255.0, np.uint8) if bit_depth == 8 else (65535.0, np.uint16)
+    array = np.clip(image * top + 0.5, 0, top).astype(dtype)
     return array[0] if array.shape[0] == 1 else array.transpose(1, 2, 0)
+
+
+def encode_png(image: np.ndarray, path: Path) -> bytes:
+    """An (H, W) or (H, W, 3) uint8/uint16 array as PNG bytes; ``path`` names it in errors."""
+    ok, encoded = cv2.imencode(".png", image)
+    if not ok:
+        raise InputError(f"cannot encode {path}")
+    return encoded.tobytes()
 
 
 def write_image(path: Path, image: np.ndarray) -> None:
     """Encode an (H, W) or (H, W, 3) uint8/uint16 array as PNG and write it atomically."""
-    ok, encoded = cv2.imencode(".png", image)
-    if not ok:
-        raise InputError(f"cannot encode {path}")
-    write_bytes_atomic(path, encoded.tobytes())
+    write_bytes_atomic(path, encode_png(image, path))
 
 
 def write_bytes_atomic(path: Path, data: bytes) -> None:

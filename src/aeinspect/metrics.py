@@ -55,6 +55,18 @@ def rates_from_histogram(counts: np.ndarray) -> np.ndarray:
     return cumulative / total if total > 0 else cumulative
 
 
+def thin_curve(x: np.ndarray, y: np.ndarray, *, steps: int = 1000) -> tuple[np.ndarray, np.ndarray]:
+    """A curve whose x and y both rise from 0 to 1, cut to the vertices needed to draw it:
+    the first vertex at or past each of ``steps`` even steps in x and in y, more steps of x
+    near 0 (log-spaced from 1e-6), and both ends. The vertices are the curve's own."""
+    even = np.linspace(0.0, 1.0, steps + 1)
+    near_zero = np.geomspace(1e-6, 1.0, steps // 4)
+    picks = [np.searchsorted(x, np.concatenate([even, near_zero])),
+             np.searchsorted(y, even), [0, len(x) - 1]]  # fmt: skip
+    index = np.unique(np.clip(np.concatenate(picks), 0, len(x) - 1))
+    return x[index], y[index]
+
+
 def curve_points(x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Drop the points of a curve sampled at every key that repeat the point before them."""
     keep = np.ones(len(x), dtype=bool)

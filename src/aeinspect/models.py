@@ -1,12 +1,16 @@
-"""The convolutional autoencoder of the paper's Table 1, for any patch size P (multiple of 16)."""
+"""The convolutional autoencoder of the paper's Table 1, for any patch size P (multiple of 16),
+and its two variants of the paper's comparison: variational and feature matching."""
 
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from aeinspect.config import ModelConfig
+from aeinspect.features import AlexNetFeatures
 
 NEGATIVE_SLOPE = 0.2
 
@@ -56,9 +60,12 @@ def _with_activations(layers: list[nn.Module]) -> nn.Sequential:
     return nn.Sequential(*modules)
 
 
-def build_encoder(config: ModelConfig) -> nn.Sequential:
-    """Conv1…Conv9: (B, k, P, P) → (B, d, 1, 1); the latent layer is linear."""
-    k, d, latent_kernel = config.channels, config.latent, config.patch_size // 16
+def build_encoder(config: ModelConfig, *, heads: int = 1) -> nn.Sequential:
+    """Conv1…Conv9: (B, k, P, P) → (B, heads·d, 1, 1); the latent layer is linear.
+
+    ``heads = 2`` gives the VAE's mean and log-variance heads as the two halves of Conv9.
+    """
+    k, d, latent_kernel = config.channels, heads * config.latent, config.patch_size // 16
     return _with_activations(
         [
             _conv(k, 32, 4, 2, 1),
@@ -117,25 +124,103 @@ def _fan_in(layer: nn.Conv2d | nn.ConvTranspose2d) -> float:
 
 
 class Autoencoder(nn.Module):
-    """Encoder and decoder of Table 1.
+    """Encoder and decoder of Table 1 (the ``ssim`` and ``l2`` models).
 
     ``forward`` maps a (B, k, P, P) float batch in [0, 1] to its reconstruction of the same
     shape (unbounded: the output layer is linear).
     """
 
+    heads = 1
+
     def __init__(self, config: ModelConfig) -> None:
         super().__init__()
         self.config = config
-        self.encoder = build_encoder(config)
+        self.encoder = build_encoder(config, heads=self.heads)
         self.decoder = build_decoder(config)
         init_weights(self.encoder)
         init_weights(self.decoder)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        self.check_input(x)
+        return self.decoder(self.encoder(x))
+
+    def check_input(self, x: torch.Tensor) -> None:
         expected = (self.config.channels, self.config.patch_size, self.config.patch_size)
         if x.ndim != 4 or tuple(x.shape[1:]) != expected:
             raise ValueError(f"expected (B, {', '.join(map(str, expected))}), got {tuple(x.shape)}")
-        return self.decoder(self.encoder(x))
+
+
+@dataclass(frozen=True)
+class Posterior:
+    """Q(z|x) = N(mean, diag(exp(logvar))) of a batch: mean and logvar are (B, d, 1, 1)."""
+
+    mean: torch.Tensor
+    logvar: torch.Tensor
+
+    def sample(self, noise: torch.Tensor) -> torch.Tensor:
+        """z = mean + exp(logvar / 2) · noise, for standard-normal noise of mean's shape."""
+        return self.mean + torch.exp(0.5 * self.logvar) * noise
+
+
+class VariationalAutoencoder(Autoencoder):
+    """The ``vae`` model: Table 1 with a variational latent layer.
+
+    Conv9 has 2d outputs: the mean and the log-variance of Q(z|x) (d each, both linear). The
+    decoder maps a latent sample z (B, d, 1, 1) to a reconstruction. ``forward`` decodes the
+    posterior mean (deterministic); training and the residual decode random samples.
+    """
+
+    heads = 2
+
+    def posterior(self, x: torch.Tensor) -> Posterior:
+        """Q(z|x) of a (B, k, P, P) batch."""
+        self.check_input(x)
+        mean, logvar = self.encoder(x).chunk(2, dim=1)
+        return Posterior(mean=mean, logvar=logvar)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.decoder(self.posterior(x).mean)
+
+    def sample_reconstructions(
+        self, x: torch.Tensor, samples: int, generator: torch.Generator
+    ) -> torch.Tensor:
+        """Decode ``samples`` draws z_i ~ Q(z|x) per input: (B, k, P, P) → (B, N, k, P, P).
+
+        The standard-normal noise is drawn on the CPU from ``generator``, N·d values per
+        input in batch order, so the draws of an input do not depend on the batch size or
+        the device.
+        """
+        posterior = self.posterior(x)
+        batch, latent = posterior.mean.shape[:2]
+        noise = torch.stack([torch.randn(samples, latent, generator=generator)
+                             for _ in range(batch)])  # fmt: skip
+        noise = noise.to(posterior.mean).view(batch, samples, latent, 1, 1)
+        z = posterior.mean[:, None] + torch.exp(0.5 * posterior.logvar)[:, None] * noise
+        recon = self.decoder(z.flatten(0, 1))
+        return recon.reshape(batch, samples, *recon.shape[1:])
+
+
+class FeatureMatchingAutoencoder(Autoencoder):
+    """The ``fm`` model: the Table 1 autoencoder with the frozen AlexNet layers F that its
+    loss compares input and reconstruction with (``features``, torchvision's key names
+    ``features.0.weight``, …, in its state dict). ``forward`` is the plain autoencoder's."""
+
+    def __init__(self, config: ModelConfig) -> None:
+        super().__init__(config)
+        self.features = AlexNetFeatures()
+
+
+_NETWORKS: dict[str, type[Autoencoder]] = {
+    "ssim": Autoencoder,
+    "l2": Autoencoder,
+    "vae": VariationalAutoencoder,
+    "fm": FeatureMatchingAutoencoder,
+}
+
+
+def build_network(config: ModelConfig) -> Autoencoder:
+    """The network of ``config.kind`` (weights initialised from torch's global generator)."""
+    return _NETWORKS[config.kind](config)
 
 
 def count_parameters(module: nn.Module) -> int:

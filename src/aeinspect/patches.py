@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
+from dataclasses import dataclass
 
 import cv2
 import numpy as np
@@ -86,15 +87,16 @@ def reconstruct_by_windows(
 
     Args:
         image: (C, H, W) float tensor; sides smaller than P are reflect-padded, then cropped.
-        reconstruct: maps a (B, C, P, P) batch to its (B, C, P, P) reconstruction.
+        reconstruct: maps a (B, C, P, P) batch to its (B, C', P, P) reconstruction; C' may
+            differ from C (a VAE's N sampled reconstructions stacked as N·C channels).
         patch: window side P.
         stride: window step s.
-        batch_size: windows per ``reconstruct`` call.
+        batch_size: windows per ``reconstruct`` call; windows go in row-major order.
         blend: how each window's pixels are weighted in the average (``blend_profile``);
             "uniform" is the paper's plain mean, the others fade towards window edges.
 
     Returns:
-        (C, H, W) reconstruction on the image's device and dtype.
+        (C', H, W) reconstruction on the image's device and dtype.
     """
     height, width = image.shape[1:]
     padded = pad_to_patch(image, patch)
@@ -107,19 +109,73 @@ def reconstruct_by_windows(
     weights = None
     if blend != "uniform":
         weights = torch.from_numpy(np.outer(profile, profile)).to(padded.device, padded.dtype)
-    total = torch.zeros_like(padded)
+    total: torch.Tensor | None = None
     for start in range(0, grid_y.size, batch_size):
         batch_y, batch_x = grid_y[start : start + batch_size], grid_x[start : start + batch_size]
         windows = all_windows[:, torch.from_numpy(batch_y), torch.from_numpy(batch_x)]
         restored = reconstruct(windows.transpose(0, 1).contiguous()).to(padded.dtype)
         if weights is not None:
             restored = restored * weights
-        # one slice addition per window: cheaper than a scatter, and no host round trip
+        if total is None:
+            total = padded.new_zeros((restored.shape[1], padded_h, padded_w))
+        # one slice addition per window, in a fixed order (the same sums on every run):
+        # cheaper than a scatter, and no host round trip
         for window, y, x in zip(restored, batch_y.tolist(), batch_x.tolist(), strict=True):
             total[:, y : y + patch, x : x + patch] += window
+    assert total is not None  # at least one window
     norm = np.outer(coverage(padded_h, ys, patch, profile), coverage(padded_w, xs, patch, profile))
     mean = total / torch.from_numpy(norm).to(total.device)
     return mean[:, :height, :width]
+
+
+@dataclass(frozen=True)
+class PatchDraw:
+    """Random patches and where each came from.
+
+    Attributes:
+        pixels: (num, C, size, size) float32 patches.
+        image_index: (num,) int64, the index of each patch's source image in the input list.
+    """
+
+    pixels: np.ndarray
+    image_index: np.ndarray
+
+
+def draw_patches(
+    images: list[np.ndarray],
+    *,
+    num: int,
+    size: int,
+    augment: bool,
+    rng: np.random.Generator,
+) -> PatchDraw:
+    """Cut ``num`` random ``size``×``size`` patches from (C, H, W) float32 images.
+
+    Each patch comes from an image drawn uniformly, at a uniform position. With ``augment``
+    the patch is rotated by a uniform angle, taken wholly inside the image (no padded
+    corners; an image too small for that is reflect-padded), then flipped at random.
+    ``train`` (from images) and ``crop`` both cut their patches here, so the same images,
+    settings and generator state give the same patches.
+    """
+    if not images:
+        raise ValueError("no images to cut patches from")
+    channels = images[0].shape[0]
+    planes = [np.ascontiguousarray(image.transpose(1, 2, 0)) for image in images]
+    patches = np.empty((num, channels, size, size), dtype=np.float32)
+    sources = np.empty(num, dtype=np.int64)
+    for index in range(num):
+        sources[index] = rng.integers(len(planes))
+        plane = planes[sources[index]]
+        if augment:
+            patch = _rotated_patch(plane, size, rng.uniform(0.0, 360.0), rng)
+            if rng.random() < 0.5:
+                patch = patch[:, ::-1]
+            if rng.random() < 0.5:
+                patch = patch[::-1, :]
+        else:
+            patch = _straight_patch(plane, size, rng)
+        patches[index] = patch.reshape(size, size, channels).transpose(2, 0, 1)
+    return PatchDraw(pixels=patches, image_index=sources)
 
 
 def sample_patches(
@@ -130,32 +186,8 @@ def sample_patches(
     augment: bool,
     rng: np.random.Generator,
 ) -> np.ndarray:
-    """Cut ``num`` random ``size``×``size`` patches from (C, H, W) float32 images.
-
-    Each patch comes from an image drawn uniformly, at a uniform position. With ``augment``
-    the patch is rotated by a uniform angle, taken wholly inside the image (no padded
-    corners; an image too small for that is reflect-padded), then flipped at random.
-
-    Returns:
-        (num, C, size, size) float32.
-    """
-    if not images:
-        raise ValueError("no images to cut patches from")
-    channels = images[0].shape[0]
-    planes = [np.ascontiguousarray(image.transpose(1, 2, 0)) for image in images]
-    patches = np.empty((num, channels, size, size), dtype=np.float32)
-    for index in range(num):
-        plane = planes[rng.integers(len(planes))]
-        if augment:
-            patch = _rotated_patch(plane, size, rng.uniform(0.0, 360.0), rng)
-            if rng.random() < 0.5:
-                patch = patch[:, ::-1]
-            if rng.random() < 0.5:
-                patch = patch[::-1, :]
-        else:
-            patch = _straight_patch(plane, size, rng)
-        patches[index] = patch.reshape(size, size, channels).transpose(2, 0, 1)
-    return patches
+    """The pixels of ``draw_patches``: (num, C, size, size) float32."""
+    return draw_patches(images, num=num, size=size, augment=augment, rng=rng).pixels
 
 
 def _pad_plane(plane: np.ndarray, side: int) -> np.ndarray:

@@ -12,12 +12,13 @@ import numpy as np
 import torch
 
 from aeinspect.checkpoint import ModelFile, Threshold, save_model
-from aeinspect.config import ModelConfig, Preprocess, SegmentConfig, TrainConfig
+from aeinspect.config import CropConfig, ModelConfig, Preprocess, SegmentConfig, TrainConfig
 from aeinspect.dataset import TestImage, find_test_set
 from aeinspect.errors import InputError
 from aeinspect.evaluation import Curves, Decision, best_f1_threshold, collect, summarise
 from aeinspect.images import Image, ImageSource, check_image, read_image, read_images
-from aeinspect.patches import sample_patches
+from aeinspect.patch_folder import PatchFolder, load_patch_pixels, write_patch_folder
+from aeinspect.patches import draw_patches, sample_patches
 from aeinspect.runtime import library_versions
 from aeinspect.segmentation import Analysis, Mask, Segmenter, compute_mask
 from aeinspect.thresholds import (
@@ -83,30 +84,127 @@ def prepare_training_data(
     )
 
 
-def train_model(
+def crop_images(
     sources: Sequence[ImageSource],
+    output: Path,
+    *,
+    preprocess: Preprocess,
+    config: CropConfig,
+    on_patch: Callable[[int], None] | None = None,
+) -> PatchFolder:
+    """Cut random patches from good images into the new patch folder ``output``.
+
+    The patches are those that ``train`` cuts from the same images with the same settings,
+    seed and ``--val-split 0``.
+    """
+    if not sources:
+        raise InputError("no images to cut patches from")
+    images = read_images(sources, preprocess)
+    draw = draw_patches(
+        [image.pixels for image in images],
+        num=config.num_patches,
+        size=config.patch_size,
+        augment=config.augment,
+        rng=np.random.default_rng(config.seed),
+    )
+    return write_patch_folder(
+        output,
+        draw,
+        images=[source.path for source in sources],
+        bit_depths=[image.bit_depth for image in images],
+        crop=config,
+        preprocess=preprocess,
+        on_patch=on_patch,
+    )
+
+
+def patch_training_data(folder: PatchFolder, config: TrainConfig) -> TrainingData:
+    """The patches of a patch folder, split by source image.
+
+    The source images are split as ``train`` splits images (``split_images`` over the
+    manifest's image list, ``config.val_split``, ``config.seed``); patches of held-out images
+    become validation patches, the rest training patches, in manifest order. The held-out
+    images themselves must still be readable: the first threshold is chosen on them.
+    """
+    train_idx, val_idx = split_images(len(folder.images), config.val_split, config.seed)
+    held_out = {folder.images[i] for i in val_idx}
+    for path in held_out:
+        if not Path(path).is_file():
+            raise InputError(
+                f"{path}, a source image of {folder.path} held out for validation, is missing; "
+                "make it available or train with --val-split 0"
+            )
+    is_val = np.array([source in held_out for source in folder.sources])
+    if is_val.all():
+        raise InputError(
+            f"all patches of {folder.path} come from held-out images; lower --val-split"
+        )
+    pixels = torch.from_numpy(load_patch_pixels(folder))
+    val_sources = [ImageSource(Path(folder.images[i]), Path(Path(folder.images[i]).stem))
+                   for i in val_idx]  # fmt: skip
+    return TrainingData(
+        train_patches=pixels[torch.from_numpy(~is_val)],
+        val_patches=pixels[torch.from_numpy(is_val)] if is_val.any() else None,
+        val_images=read_images(val_sources, folder.preprocess),
+        val_sources=val_sources,
+    )
+
+
+def _training_data(
+    inputs: Sequence[ImageSource] | PatchFolder,
+    preprocess: Preprocess,
+    patch_size: int,
+    config: TrainConfig,
+) -> TrainingData:
+    if not isinstance(inputs, PatchFolder):
+        if not inputs:
+            raise InputError("no training images")
+        return prepare_training_data(inputs, preprocess, patch_size, config)
+    if inputs.preprocess != preprocess or inputs.crop.patch_size != patch_size:
+        raise InputError(
+            f"patch folder {inputs.path} holds {inputs.crop.patch_size}-pixel patches of "
+            f"{_describe(inputs.preprocess)}; the model needs {patch_size}-pixel patches of "
+            f"{_describe(preprocess)}"
+        )
+    return patch_training_data(inputs, config)
+
+
+def _describe(preprocess: Preprocess) -> str:
+    scaling = {"resize": preprocess.resize, "scale": preprocess.scale}
+    shown = ", ".join(f"--{k} {v}" for k, v in scaling.items() if v is not None)
+    return f"images with {shown or 'no scaling'} and --channels {preprocess.channels}"
+
+
+def train_model(
+    inputs: Sequence[ImageSource] | PatchFolder,
     *,
     preprocess: Preprocess,
     model_config: ModelConfig,
     train_config: TrainConfig,
     device: torch.device,
     resume: ModelFile | None = None,
+    features: dict[str, torch.Tensor] | None = None,
     on_epoch: Callable[[EpochRecord], None] | None = None,
     on_batch: Callable[[int, int, int], None] | None = None,
 ) -> tuple[ModelFile, TrainResult]:
-    """Train an autoencoder on good images and choose a first threshold on the held-out ones.
+    """Train an autoencoder on good images, or on a patch folder's patches, and choose a first
+    threshold on the held-out images.
 
-    With ``resume``, its model and preprocessing settings are kept, its weights and optimizer
-    state are the starting point, and epochs count on from its history.
+    With ``resume``, its model and preprocessing settings are kept, its weights (an fm
+    model's feature weights too) and optimizer state are the starting point, and epochs
+    count on from its history. A patch folder must have been cut with the model's patch size
+    and preprocessing. ``features``: the AlexNet weights an fm model needs
+    (``load_feature_weights``); stored in the model file with the other weights.
     """
-    if not sources:
-        raise InputError("no training images")
     if resume is not None:
         model_config, preprocess = resume.model, resume.preprocess
     if model_config.kind == "blur":
-        return reference_model(sources, preprocess, model_config, train_config, device)
-    data = prepare_training_data(sources, preprocess, model_config.patch_size, train_config)
-    model = new_model(model_config, train_config.seed)
+        if isinstance(inputs, PatchFolder):
+            raise InputError("--model blur learns nothing from patches; give it the images")
+        return reference_model(inputs, preprocess, model_config, train_config, device)
+    _check_features(model_config.kind, features, resume)
+    data = _training_data(inputs, preprocess, model_config.patch_size, train_config)
+    model = new_model(model_config, train_config.seed, features=features)
     if resume is not None:
         model.load_state_dict(resume.state_dict)
     result = fit(
@@ -128,6 +226,7 @@ def train_model(
         history=(resume.history if resume else []) + [r.as_dict() for r in result.history],
         validation_images=[str(s.path.absolute()) for s in data.val_sources],
         optimizer_state=result.optimizer_state,
+        patch_folder=describe_patch_folder(inputs) if isinstance(inputs, PatchFolder) else None,
     )
     if data.val_images:
         threshold = tune_on_good_images(Segmenter(model_file, device), data.val_images)
@@ -159,6 +258,32 @@ def reference_model(
         model_file = replace(model_file, threshold=threshold)
     return model_file, TrainResult(state_dict={}, optimizer_state={}, history=[],
                                    stop_reason="reference")  # fmt: skip
+
+
+def _check_features(
+    kind: str, features: dict[str, torch.Tensor] | None, resume: ModelFile | None
+) -> None:
+    if resume is not None and features is not None:
+        raise InputError("a resumed model keeps its stored feature weights; leave out --features")
+    if features is not None and kind != "fm":
+        raise InputError(f"--features is for --model fm only, not --model {kind}")
+    if kind == "fm" and features is None and resume is None:
+        raise InputError(
+            "--model fm needs --features PATH, a state dict of an ImageNet-trained AlexNet "
+            "with torchvision's key names (nothing is downloaded)"
+        )
+
+
+def stored_features(model_file: ModelFile) -> dict[str, torch.Tensor] | None:
+    """An fm model's AlexNet weights from its model file (None for other kinds)."""
+    if model_file.model.kind != "fm":
+        return None
+    return {k: v for k, v in model_file.state_dict.items() if k.startswith("features.")}
+
+
+def describe_patch_folder(folder: PatchFolder) -> dict[str, Any]:
+    """What a model file records of the patch folder it was trained on."""
+    return {"path": str(folder.path.absolute()), "crop": asdict(folder.crop)}
 
 
 def tune_on_good_images(
@@ -341,7 +466,7 @@ def run_grid(
     for (name, value), model_config in zip(settings, configs, strict=True):
         model_file, result = train_model(
             train_sources, preprocess=base.preprocess, model_config=model_config,
-            train_config=base.train, device=device,
+            train_config=base.train, device=device, features=stored_features(base),
         )  # fmt: skip
         save_model(output / f"{name}-{value}.pt", model_file)
         metrics, _ = evaluate_model(dataset, Segmenter(model_file, device), config)

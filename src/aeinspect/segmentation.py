@@ -3,17 +3,19 @@ the whole image, resizing back, threshold, circular opening and small-region rem
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import cv2
 import numpy as np
 import torch
+from torch import nn
 
 from aeinspect.checkpoint import ModelFile
 from aeinspect.config import SegmentConfig
 from aeinspect.images import Image, resize
 from aeinspect.losses import residual_map
-from aeinspect.models import Autoencoder
+from aeinspect.models import VariationalAutoencoder, build_network
 from aeinspect.patches import reconstruct_by_windows
 from aeinspect.ssim import ssim_components
 
@@ -42,6 +44,9 @@ class Analysis:
     components: Components | None = None
 
 
+SAMPLING_SEED = 0  # a VAE's latent samples: the same draws for every image and run
+
+
 @dataclass(frozen=True)
 class Mask:
     """A thresholded, opened segmentation.
@@ -67,9 +72,9 @@ class Segmenter:
     def __init__(self, model_file: ModelFile, device: torch.device) -> None:
         self.model_file = model_file
         self.device = device
-        self.network: Autoencoder | None = None
+        self.network: nn.Module | None = None
         if model_file.model.kind != "blur":
-            self.network = Autoencoder(model_file.model)
+            self.network = build_network(model_file.model)
             self.network.load_state_dict(model_file.state_dict)
             # channels-last activations run the convolutions faster on CPUs and GPUs alike
             self.network.to(device, memory_format=torch.channels_last).eval()
@@ -77,11 +82,23 @@ class Segmenter:
     @torch.inference_mode()
     def analyse(self, image: Image, config: SegmentConfig, *, components: bool = False) -> Analysis:
         """Reconstruct ``image`` window by window and compute its residual map on the whole
-        image, then bring both back to the original size."""
+        image, then bring both back to the original size.
+
+        A VAE's windows are each reconstructed from N latent samples (``samples`` of the
+        model), stitched per sample; the residual compares the image with all N, and the
+        reconstruction shown is their mean. The samples are drawn from a generator seeded
+        with ``SAMPLING_SEED`` for each image, so an image always gives the same map.
+        """
         model = self.model_file.model
         x = torch.from_numpy(image.pixels).to(self.device)[None]
         recon = self._reconstruct(x[0], config)
-        residual = residual_map(model.kind, x, recon[None], window=model.window)[0].cpu().numpy()
+        if model.kind == "vae":
+            samples = recon.view(-1, *x.shape[1:])  # (N, C, H, W)
+            residual = residual_map(model.kind, x, samples[None], window=model.window)[0]
+            recon = samples.mean(dim=0)
+        else:
+            residual = residual_map(model.kind, x, recon[None], window=model.window)[0]
+        residual = residual.cpu().numpy()
         if model.smooth:
             residual = cv2.GaussianBlur(residual, (0, 0), model.smooth,
                                         borderType=cv2.BORDER_REFLECT)  # fmt: skip
@@ -95,19 +112,31 @@ class Segmenter:
         )
 
     def _reconstruct(self, image: torch.Tensor, config: SegmentConfig) -> torch.Tensor:
-        """(C, H, W) → its (C, H, W) reconstruction: by the network window by window, or for
-        the ``blur`` reference by a Gaussian blur of the whole image."""
+        """(C, H, W) → its (C', H, W) reconstruction: by the network window by window, or
+        for the ``blur`` reference by a Gaussian blur of the whole image."""
         model = self.model_file.model
         if self.network is None:
             return blur_image(image, model.blur_sigma)
         return reconstruct_by_windows(
             image,
-            self.network,
+            self._window_reconstructor(self.network),
             patch=model.patch_size,
             stride=config.stride,
             batch_size=config.batch_size,
             blend=model.blend,
         )
+
+    def _window_reconstructor(self, network: nn.Module) -> Callable[[torch.Tensor], torch.Tensor]:
+        """(B, C, P, P) windows → reconstructions; for a VAE (B, N·C, P, P), N samples each."""
+        if not isinstance(network, VariationalAutoencoder):
+            return network
+        generator = torch.Generator().manual_seed(SAMPLING_SEED)
+        samples = self.model_file.model.samples
+
+        def sampled(windows: torch.Tensor) -> torch.Tensor:
+            return network.sample_reconstructions(windows, samples, generator).flatten(1, 2)
+
+        return sampled
 
 
 def blur_image(image: torch.Tensor, sigma: float) -> torch.Tensor:

@@ -17,7 +17,12 @@ import torch
 from aeinspect.config import ModelConfig, TrainConfig
 from aeinspect.errors import TrainingError
 from aeinspect.losses import reconstruction_loss
-from aeinspect.models import Autoencoder
+from aeinspect.models import (
+    Autoencoder,
+    FeatureMatchingAutoencoder,
+    VariationalAutoencoder,
+    build_network,
+)
 
 
 @dataclass(frozen=True)
@@ -112,7 +117,8 @@ def fit(
         on_batch: called after every step with (epoch, patches done, patches per epoch).
     """
     model.to(device, memory_format=torch.channels_last)  # faster convolutions, same results
-    optimizer = torch.optim.Adam(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+    trainable = [p for p in model.parameters() if p.requires_grad]  # not fm's frozen F
+    optimizer = torch.optim.Adam(trainable, lr=config.lr, weight_decay=config.weight_decay)
     if optimizer_state is not None:
         optimizer.load_state_dict(optimizer_state)
     order = torch.Generator().manual_seed(config.seed + start_epoch)
@@ -179,14 +185,15 @@ def _train_epoch(
     deadline: float,
     on_batch: Callable[[int, int], None] | None,
 ) -> tuple[float, bool]:
-    """One pass in a random order; returns the mean loss and whether time ran out."""
+    """One pass in a random order; returns the mean loss and whether time ran out.
+
+    ``order`` also draws a VAE's latent noise."""
     model.train()
-    kind, window = model.config.kind, model.config.window
     permutation = torch.randperm(len(patches), generator=order)
     losses: list[float] = []
     for start in range(0, len(patches), config.batch_size):
         batch = patches[permutation[start : start + config.batch_size]].to(device)
-        loss = reconstruction_loss(kind, batch, model(batch), window=window)
+        loss = batch_loss(model, batch, order)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
@@ -202,19 +209,56 @@ def _train_epoch(
 def evaluate_loss(
     model: Autoencoder, patches: torch.Tensor, batch_size: int, device: torch.device
 ) -> float:
-    """Mean loss over (M, C, P, P) patches, weighted by batch size."""
+    """Mean loss over (M, C, P, P) patches, weighted by batch size (a VAE's latent noise
+    drawn from the same seed each time, so the figure is repeatable)."""
     model.eval()
-    kind, window = model.config.kind, model.config.window
+    noise = torch.Generator().manual_seed(0)
     total = 0.0
     for start in range(0, len(patches), batch_size):
         batch = patches[start : start + batch_size].to(device)
-        loss = reconstruction_loss(kind, batch, model(batch), window=window)
+        loss = batch_loss(model, batch, noise)
         total += loss.item() * len(batch)
     return total / len(patches)
 
 
-def new_model(config: ModelConfig, seed: int) -> Autoencoder:
-    """An autoencoder whose initial weights depend only on ``seed``."""
+def batch_loss(model: Autoencoder, batch: torch.Tensor, noise: torch.Generator) -> torch.Tensor:
+    """The training loss of a (B, C, P, P) batch for the model's kind (SPEC §1 table).
+
+    A VAE decodes one reparameterised sample z = mean + exp(logvar / 2)·ε per patch, ε drawn
+    on the CPU from ``noise`` so that seeded runs repeat; the feature-matching loss compares
+    the model's frozen F on input and reconstruction.
+    """
+    config = model.config
+    if isinstance(model, VariationalAutoencoder):
+        posterior = model.posterior(batch)
+        epsilon = torch.randn(posterior.mean.shape, generator=noise).to(posterior.mean)
+        recon = model.decoder(posterior.sample(epsilon))
+        return reconstruction_loss(
+            config.kind, batch, recon, window=config.window, posterior=posterior
+        )
+    features = model.features if isinstance(model, FeatureMatchingAutoencoder) else None
+    return reconstruction_loss(
+        config.kind, batch, model(batch), window=config.window, features=features
+    )
+
+
+def new_model(
+    config: ModelConfig, seed: int, *, features: dict[str, torch.Tensor] | None = None
+) -> Autoencoder:
+    """A network of ``config.kind`` whose initial weights depend only on ``seed``.
+
+    Args:
+        config: the model settings.
+        seed: seeds the initial weights.
+        features: the AlexNet weights of ``load_feature_weights`` for an ``fm`` model (an
+            ``fm`` model built without them, e.g. to load a model file into, has
+            placeholders).
+    """
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
-        return Autoencoder(config)
+        model = build_network(config)
+    if features is not None:
+        if not isinstance(model, FeatureMatchingAutoencoder):
+            raise ValueError(f"feature weights are for fm models, not {config.kind!r}")
+        model.features.load_weights(features)
+    return model

@@ -1,0 +1,210 @@
+"""Patch folders: what ``crop`` writes and ``train`` reads instead of images.
+
+A patch folder holds one PNG per patch (``000000.png``, … in the order drawn) and a
+``manifest.json``: the format and its version, the crop settings (seed included), the
+preprocessing of the source images, the source images in input order, each patch's file and
+source image, and the library versions. A patch is written with its source image's bit
+depth (8- or 16-bit PNG), rounded to the nearest level; gray patches have one channel,
+colour patches three (BGR, as OpenCV reads them). The folder appears whole or not at all:
+it is written under a temporary name beside the output and renamed at the end.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from aeinspect.config import CropConfig, Preprocess, from_dict
+from aeinspect.errors import InputError
+from aeinspect.images import encode_png, read_image, to_integer
+from aeinspect.patches import PatchDraw
+from aeinspect.runtime import library_versions
+
+MANIFEST = "manifest.json"
+FORMAT = "aeinspect-patches"
+FORMAT_VERSION = 1
+
+
+@dataclass(frozen=True)
+class PatchFolder:
+    """A patch folder as its manifest describes it (the pixels stay on disk).
+
+    Attributes:
+        path: the folder.
+        crop: the settings the patches were cut with.
+        preprocess: how the source images were prepared before cutting.
+        images: the source images given to ``crop``, in input order (absolute paths).
+        files: each patch's PNG file, in the order drawn.
+        sources: each patch's source image (one of ``images``).
+    """
+
+    path: Path
+    crop: CropConfig
+    preprocess: Preprocess
+    images: list[str]
+    files: list[Path]
+    sources: list[str]
+
+
+def is_patch_folder(path: Path) -> bool:
+    """Whether ``path`` is a folder with a patch manifest."""
+    return path.is_dir() and (path / MANIFEST).is_file()
+
+
+def check_new_folder(path: Path) -> None:
+    """Refuse an output that is a file or a folder with anything in it."""
+    if path.exists() and not path.is_dir():
+        raise InputError(f"-o {path} is a file; give a new or empty folder for the patches")
+    if path.is_dir() and any(path.iterdir()):
+        raise InputError(f"-o {path} is not empty; give a new or empty folder for the patches")
+
+
+def write_patch_folder(
+    output: Path,
+    draw: PatchDraw,
+    *,
+    images: Sequence[Path],
+    bit_depths: Sequence[int],
+    crop: CropConfig,
+    preprocess: Preprocess,
+    on_patch: Callable[[int], None] | None = None,
+) -> PatchFolder:
+    """Write the drawn patches and their manifest to the new folder ``output``, atomically.
+
+    Args:
+        output: a folder that does not exist yet or is empty.
+        draw: the patches, (N, C, P, P) float32 in [0, 1], and each one's image index.
+        images: the source images, indexed by ``draw.image_index``.
+        bit_depths: each source image's bits per sample (8 or 16), the depth of its patches.
+        crop: the settings the patches were cut with.
+        preprocess: how the source images were prepared.
+        on_patch: called with the number of patches written so far.
+    """
+    check_new_folder(output)
+    parent = output.absolute().parent
+    parent.mkdir(parents=True, exist_ok=True)
+    temporary = Path(tempfile.mkdtemp(dir=parent, prefix=f".{output.name}.", suffix=".tmp"))
+    try:
+        files = _write_pngs(temporary, draw, bit_depths, on_patch)
+        sources = [str(Path(images[i]).absolute()) for i in draw.image_index]
+        manifest = {
+            "format": FORMAT,
+            "format_version": FORMAT_VERSION,
+            "crop": asdict(crop),
+            "preprocess": asdict(preprocess),
+            "images": [str(Path(p).absolute()) for p in images],
+            "patches": [{"file": f, "source": s} for f, s in zip(files, sources, strict=True)],
+            "versions": library_versions(),
+        }
+        (temporary / MANIFEST).write_text(json.dumps(manifest, indent=1))
+        os.chmod(temporary, 0o777 & ~_umask())
+        if output.is_dir():
+            output.rmdir()  # empty, checked above
+        os.rename(temporary, output)
+    except BaseException:
+        shutil.rmtree(temporary, ignore_errors=True)
+        raise
+    return read_patch_folder(output)
+
+
+def _write_pngs(
+    folder: Path,
+    draw: PatchDraw,
+    bit_depths: Sequence[int],
+    on_patch: Callable[[int], None] | None,
+) -> list[str]:
+    digits = max(6, len(str(len(draw.pixels) - 1)))
+    names = []
+    for index, (patch, source) in enumerate(zip(draw.pixels, draw.image_index, strict=True)):
+        name = f"{index:0{digits}d}.png"
+        path = folder / name
+        path.write_bytes(encode_png(to_integer(patch, bit_depths[source]), path))
+        names.append(name)
+        if on_patch is not None:
+            on_patch(index + 1)
+    return names
+
+
+def _umask() -> int:
+    current = os.umask(0)
+    os.umask(current)
+    return current
+
+
+def read_patch_folder(path: Path) -> PatchFolder:
+    """Read and check a patch folder's manifest.
+
+    Raises:
+        InputError: no manifest, not a patch manifest, an unknown format version, or a
+            damaged one (missing or malformed entries).
+    """
+    manifest_path = path / MANIFEST
+    try:
+        manifest = json.loads(manifest_path.read_text())
+    except OSError as error:
+        raise InputError(f"cannot read {manifest_path}: {error.strerror}") from None
+    except ValueError as error:
+        raise InputError(f"{manifest_path} is not a patch manifest: {error}") from None
+    if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
+        raise InputError(f"{manifest_path} is not an aeinspect patch manifest")
+    version = manifest.get("format_version")
+    if version != FORMAT_VERSION:
+        raise InputError(
+            f"{manifest_path} has patch format version {version!r}; this aeinspect reads "
+            f"version {FORMAT_VERSION} (crop the images again)"
+        )
+    try:
+        return _from_manifest(path, manifest)
+    except (KeyError, TypeError, ValueError, InputError) as error:
+        raise InputError(f"{manifest_path} is a damaged patch manifest ({error})") from None
+
+
+def _from_manifest(path: Path, manifest: dict[str, Any]) -> PatchFolder:
+    crop = from_dict(CropConfig, manifest["crop"])
+    images = [str(p) for p in manifest["images"]]
+    files, sources = [], []
+    for entry in manifest["patches"]:
+        name, source = str(entry["file"]), str(entry["source"])
+        if Path(name).name != name or source not in images:
+            raise ValueError(f"patch entry {entry!r} names a file outside the folder or an "
+                             "unlisted source")  # fmt: skip
+        files.append(path / name)
+        sources.append(source)
+    if len(files) != crop.num_patches:
+        raise ValueError(f"{len(files)} patches listed, {crop.num_patches} cut")
+    return PatchFolder(
+        path=path,
+        crop=crop,
+        preprocess=from_dict(Preprocess, manifest["preprocess"]),
+        images=images,
+        files=files,
+        sources=sources,
+    )
+
+
+def load_patch_pixels(folder: PatchFolder) -> np.ndarray:
+    """Every patch of the folder as (N, C, P, P) float32 in [0, 1], in manifest order.
+
+    Raises:
+        InputError: a patch file is missing or unreadable, or not of the manifest's size.
+    """
+    channels, size = folder.preprocess.channels, folder.crop.patch_size
+    as_read = Preprocess(channels=channels)
+    pixels = np.empty((len(folder.files), channels, size, size), dtype=np.float32)
+    for index, path in enumerate(folder.files):
+        patch = read_image(path, as_read).pixels
+        if patch.shape != pixels.shape[1:]:
+            raise InputError(
+                f"patch {path} is {patch.shape[2]}×{patch.shape[1]} pixels; its manifest says "
+                f"{size}×{size}"
+            )
+        pixels[index] = patch
+    return pixels

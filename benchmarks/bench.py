@@ -3,8 +3,10 @@ same run, and against this machine's fp32 matrix-multiply rate.
 
     python benchmarks/bench.py [--json bench.json] [--repeats 5]
 
-Every figure is the median of several timed runs after warm-up. Peak memory is measured in
-child processes (their maximum resident set size), one per task. The process sets glibc's
+Every figure is the median of several timed runs after warm-up. Every timed run of aeinspect
+is paired with the matmul rate measured just before it, and the ratios are medians over those
+pairs: on a shared machine the rate drifts by ±20 % within minutes. Peak memory is measured
+in child processes (their maximum resident set size), one per task. The process sets glibc's
 malloc up as the ``aeinspect`` command does (``runtime.keep_freed_memory``), for both
 aeinspect and the baselines.
 """
@@ -22,6 +24,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 import cv2
@@ -58,9 +61,48 @@ def median_seconds(run: Callable[[], object], repeats: int, warmup: int = 2) -> 
     return statistics.median(times)
 
 
-def matmul_gflops(repeats: int) -> float:
-    a, b = torch.randn(2048, 2048), torch.randn(2048, 2048)
-    return 2 * 2048**3 / median_seconds(lambda: a @ b, repeats * 3, warmup=5) / 1e9
+_MATRICES: list[torch.Tensor] = []
+
+
+def matmul_gflops_now() -> float:
+    """This moment's fp32 matmul rate: the best of three 2048² products, in GFLOP/s."""
+    if not _MATRICES:
+        _MATRICES.extend(torch.randn(2048, 2048) for _ in range(2))
+    a, b = _MATRICES
+    return 2 * 2048**3 / min(median_seconds(lambda: a @ b, 1, warmup=0) for _ in range(3)) / 1e9
+
+
+@dataclass(frozen=True)
+class PairedTiming:
+    """Times of a task and, measured just before each run, the machine's matmul rate.
+
+    On a shared machine the rate drifts by ±20 % within minutes; pairing each run with the
+    rate of that moment keeps the ratios honest.
+    """
+
+    seconds: list[float]
+    matmul_gflops: list[float]
+
+    @property
+    def median_seconds(self) -> float:
+        return statistics.median(self.seconds)
+
+    def work_fraction(self, gflop: float) -> float:
+        """Median over runs of (gflop at that moment's matmul rate) / (the run's time)."""
+        return statistics.median(
+            gflop / rate / seconds
+            for seconds, rate in zip(self.seconds, self.matmul_gflops, strict=True)
+        )
+
+
+def paired_timing(run: Callable[[], object], repeats: int, warmup: int = 2) -> PairedTiming:
+    for _ in range(warmup):
+        run()
+    seconds, rates = [], []
+    for _ in range(repeats):
+        rates.append(matmul_gflops_now())
+        seconds.append(median_seconds(run, 1, warmup=0))
+    return PairedTiming(seconds, rates)
 
 
 def network_gflop(model: nn.Module, patch: int) -> float:
@@ -85,6 +127,17 @@ def network_gflop(model: nn.Module, patch: int) -> float:
     for hook in hooks:
         hook.remove()
     return flops / 1e9
+
+
+def plain_network() -> nn.Module:
+    """Table 1 built from stock torch layers only (the output layer a plain ConvTranspose2d,
+    not aeinspect's faster inference form of it), NCHW, in eval mode."""
+    network = Autoencoder(ModelConfig(patch_size=PATCH, latent=LATENT)).eval()
+    fast = network.decoder[-1]
+    stock = nn.ConvTranspose2d(fast.in_channels, fast.out_channels, 4, stride=2, padding=1)
+    stock.load_state_dict(fast.state_dict())
+    network.decoder[-1] = stock
+    return network
 
 
 def baseline_ssim_map(x: torch.Tensor, y: torch.Tensor, window: int = 11) -> torch.Tensor:
@@ -126,7 +179,7 @@ def segment_files(model_path: Path, image_path: Path, out: Path) -> None:
         write_outputs(result, out, DEFAULT_SAVE)
 
 
-def train_step_seconds(batch: int, fast: bool, repeats: int) -> float:
+def train_step_timing(batch: int, fast: bool, repeats: int) -> PairedTiming:
     model = new_model(ModelConfig(patch_size=PATCH, latent=LATENT), seed=0)
     patches = torch.rand(batch, 1, PATCH, PATCH)
     if fast:
@@ -143,7 +196,7 @@ def train_step_seconds(batch: int, fast: bool, repeats: int) -> float:
         loss.backward()
         optimizer.step()
 
-    return median_seconds(step, repeats, warmup=2)
+    return paired_timing(step, repeats, warmup=2)
 
 
 def peak_rss_mb(task: str, *args: str) -> float:
@@ -160,7 +213,7 @@ def child(task: str, args: list[str]) -> None:
     if task == "segment":
         segment_files(Path(args[0]), Path(args[1]), Path(args[2]))
     elif task == "train":
-        train_step_seconds(128, fast=True, repeats=1)
+        train_step_timing(128, fast=True, repeats=1)
     print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
 
 
@@ -183,7 +236,7 @@ def bench_segment(
     model_path: Path,
     image_path: Path,
     size: tuple[int, int],
-    seconds_per_window: float,
+    gflop: float,
     repeats: int,
 ) -> dict:
     """aeinspect's segment path against the per-patch loop on one generated image."""
@@ -194,41 +247,42 @@ def bench_segment(
     image = torch.from_numpy(cv2.imread(str(image_path), 0).astype(np.float32) / 255)[None]
     baseline = median_seconds(lambda: baseline_segment(plain, image), repeats, warmup=1)
     out = image_path.parent / "out"
-    ours = median_seconds(lambda: segment_files(model_path, image_path, out), repeats, warmup=1)
-    ideal = windows * seconds_per_window
-    return {"windows": windows, "seconds": ours, "baseline_seconds": baseline,
-            "speedup": baseline / ours, "matmul_bound_seconds": ideal,
-            "ratio_to_matmul_bound": ours / ideal}  # fmt: skip
+    ours = paired_timing(lambda: segment_files(model_path, image_path, out), repeats, warmup=1)
+    return {"windows": windows, "seconds": ours.median_seconds, "baseline_seconds": baseline,
+            "speedup": baseline / ours.median_seconds,
+            "matmul_gflops": statistics.median(ours.matmul_gflops),
+            "ratio_to_matmul_bound": 1 / ours.work_fraction(windows * gflop)}  # fmt: skip
+
+
+def bench_train(batch: int, gflop: float, repeats: int) -> dict:
+    ours = train_step_timing(batch, fast=True, repeats=repeats)
+    baseline = train_step_timing(batch, fast=False, repeats=repeats).median_seconds
+    return {"patches_per_second": batch / ours.median_seconds,
+            "baseline_patches_per_second": batch / baseline,
+            "speedup": baseline / ours.median_seconds,
+            "matmul_gflops": statistics.median(ours.matmul_gflops),
+            "fraction_of_matmul": ours.work_fraction(batch * 3 * gflop)}  # fmt: skip
 
 
 def run(repeats: int) -> dict:
+    """Every measurement; each ratio to the matmul rate pairs a run with that moment's rate."""
     results: dict = {
         "machine": {"cpu": platform.processor() or platform.machine(), "cores": os.cpu_count(),
                     "torch_threads": torch.get_num_threads(), "torch": str(torch.__version__)},
     }  # fmt: skip
-    matmul = matmul_gflops(repeats)
-    plain = Autoencoder(ModelConfig(patch_size=PATCH, latent=LATENT)).eval()
+    plain = plain_network()
     gflop = network_gflop(plain, PATCH)
-    results.update(matmul_gflops=matmul, network_gflop_per_patch=gflop)
+    results["network_gflop_per_patch"] = gflop
     with tempfile.TemporaryDirectory() as folder:
         model_path, images = make_inputs(Path(folder))
-        segment = {
-            name: bench_segment(plain, model_path, path, SIZES[name], gflop / matmul, repeats)
+        results["segment"] = {
+            name: bench_segment(plain, model_path, path, SIZES[name], gflop, repeats)
             for name, path in images.items()
         }
-        results["segment"] = segment
         results["segment_peak_rss_mb"] = peak_rss_mb(
             "segment", str(model_path), str(images["1024x700"]), str(Path(folder) / "out")
         )
-    train = {}
-    for batch in (32, 64, 128):
-        ours = train_step_seconds(batch, fast=True, repeats=repeats)
-        baseline = train_step_seconds(batch, fast=False, repeats=repeats)
-        rate = batch / ours
-        train[str(batch)] = {"patches_per_second": rate, "baseline_patches_per_second":
-                             batch / baseline, "speedup": baseline / ours,
-                             "fraction_of_matmul": rate * 3 * gflop / matmul}  # fmt: skip
-    results["train"] = train
+    results["train"] = {str(batch): bench_train(batch, gflop, repeats) for batch in (32, 64, 128)}
     results["train_peak_rss_mb"] = peak_rss_mb("train")
     return results
 
@@ -237,22 +291,23 @@ def print_table(results: dict) -> None:
     machine = results["machine"]
     print(f"machine: {machine['cpu']}, {machine['cores']} cores, torch {machine['torch']} "
           f"({machine['torch_threads']} threads)")  # fmt: skip
-    print(f"fp32 matmul 2048²: {results['matmul_gflops']:.1f} GFLOP/s; network forward "
-          f"{results['network_gflop_per_patch']:.4f} GFLOP per {PATCH}² patch")  # fmt: skip
+    print(f"network forward {results['network_gflop_per_patch']:.4f} GFLOP per {PATCH}² patch; "
+          "each ratio pairs every timed run with the fp32 matmul rate (2048²) just before "
+          "it")  # fmt: skip
     print(f"\n{'segment':<10} {'windows':>7} {'aeinspect s':>11} {'per-patch s':>11} "
-          f"{'speedup':>7} {'matmul-bound s':>14} {'ratio':>6}")  # fmt: skip
+          f"{'speedup':>7} {'matmul GFLOP/s':>14} {'of bound':>8}")  # fmt: skip
     for name, row in results["segment"].items():
         print(f"{name:<10} {row['windows']:>7} {row['seconds']:>11.3f} "
               f"{row['baseline_seconds']:>11.3f} {row['speedup']:>6.2f}x "
-              f"{row['matmul_bound_seconds']:>14.3f} "
-              f"{row['ratio_to_matmul_bound']:>5.2f}x")  # fmt: skip
+              f"{row['matmul_gflops']:>14.0f} "
+              f"{row['ratio_to_matmul_bound']:>7.2f}x")  # fmt: skip
     print(f"segment 1024x700 peak RSS: {results['segment_peak_rss_mb']:.0f} MB")
     print(f"\n{'train batch':<12} {'aeinspect p/s':>13} {'baseline p/s':>12} {'speedup':>7} "
-          f"{'of matmul':>9}")  # fmt: skip
+          f"{'matmul GFLOP/s':>14} {'of matmul':>9}")  # fmt: skip
     for batch, row in results["train"].items():
         print(f"{batch:<12} {row['patches_per_second']:>13.1f} "
               f"{row['baseline_patches_per_second']:>12.1f} {row['speedup']:>6.2f}x "
-              f"{row['fraction_of_matmul']:>8.0%}")  # fmt: skip
+              f"{row['matmul_gflops']:>14.0f} {row['fraction_of_matmul']:>8.0%}")  # fmt: skip
     print(f"train batch 128 peak RSS: {results['train_peak_rss_mb']:.0f} MB")
 
 

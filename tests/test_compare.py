@@ -33,7 +33,7 @@ def in_process(args: Sequence[str]) -> str:
     return result.stdout
 
 
-def test_compare_trains_evaluates_and_plots_all_four(
+def test_compare_trains_evaluates_and_plots_all_four_and_the_reference(
     mvtec_folder: Path, tmp_path: Path, capsys: pytest.CaptureFixture
 ) -> None:
     generator = torch.Generator().manual_seed(0)
@@ -47,17 +47,17 @@ def test_compare_trains_evaluates_and_plots_all_four(
          "--samples", "2", "--device", "cpu"],
         run=in_process,
     )  # fmt: skip
-    assert [row["model"] for row in rows] == ["ssim", "l2", "vae", "fm"]
+    kinds = ["ssim", "l2", "vae", "fm", "blur"]
+    assert [row["model"] for row in rows] == kinds
     printed = capsys.readouterr().out.splitlines()
-    assert printed[0].startswith("model") and [line.split()[0] for line in printed[1:]] == [
-        "ssim", "l2", "vae", "fm"
-    ]  # fmt: skip
+    assert printed[0].startswith("model") and [line.split()[0] for line in printed[1:]] == kinds
     summary = json.loads((out / "compare.json").read_text())
-    assert summary["settings"]["num"] == 32 and len(summary["models"]) == 4
+    assert summary["settings"]["num"] == 32 and len(summary["models"]) == 5
     assert (out / "roc_compare.png").stat().st_size > 10_000
     assert len(list((out / "patches").glob("*.png"))) == 32  # one crop for all models
     for row in rows:
-        assert 0 <= row["pixel_auroc"] <= 1 and row["epochs"] == 1
+        assert 0 <= row["pixel_auroc"] <= 1
+        assert row["epochs"] == (0 if row["model"] == "blur" else 1)
         metrics = json.loads((out / f"{row['model']}-report" / "metrics.json").read_text())
         assert metrics["model"]["kind"] == row["model"]
         fpr, tpr = np.array(row["roc"]["fpr"]), np.array(row["roc"]["tpr"])

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import pytest
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from aeinspect.config import ModelConfig
 from aeinspect.errors import InputError
-from aeinspect.models import Autoencoder, count_parameters
+from aeinspect.models import Autoencoder, UpsamplingOutput, count_parameters
 
 
 @pytest.mark.parametrize("patch", [32, 64, 128, 256])
@@ -84,3 +85,16 @@ def test_output_layer_without_gradients_equals_the_transposed_conv(channels: int
         torch.testing.assert_close(layer(h), reference(h), atol=1e-5, rtol=0)
     torch.testing.assert_close(layer(h), reference(h), atol=0, rtol=0)  # training: same op
     assert list(model.state_dict())[-2:] == ["decoder.16.weight", "decoder.16.bias"]
+
+
+@pytest.mark.parametrize(("cout", "size"), [(1, 64), (3, 8), (2, 5)])
+def test_output_layer_without_gradients_equals_the_transposed_convolution(
+    cout: int, size: int
+) -> None:
+    layer = UpsamplingOutput(32, cout)
+    torch.nn.init.normal_(layer.bias)
+    x = torch.randn(3, 32, size, size, generator=torch.Generator().manual_seed(cout))
+    expected = F.conv_transpose2d(x, layer.weight, layer.bias, stride=2, padding=1)
+    with torch.no_grad():
+        for batch in (x, x.to(memory_format=torch.channels_last)):
+            torch.testing.assert_close(layer(batch), expected.detach(), atol=1e-5, rtol=1e-5)

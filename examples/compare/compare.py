@@ -1,7 +1,7 @@
 """The paper's Figure 6: the four autoencoders (ssim, l2, vae, fm) on one dataset, one budget.
 
     python examples/compare/compare.py DATASET -o compare-output --features alexnet.pth
-        [--models ssim,l2,vae,fm --size 128 --num 10000 --resize S --epochs 200
+        [--models ssim,l2,vae,fm,blur --size 128 --num 10000 --resize S | --scale F --epochs 200
          --max-minutes M --batch-size 128 --lr 2e-4 --latent 100 --samples 6
          --val-split 0.1 --stride 30 --seed 0 --device auto]
 
@@ -13,6 +13,10 @@ DATASET is a folder in MVTec AD layout (``train/good/``, ``test/<type>/``,
 2. ``aeinspect train OUT/patches -o OUT/<model>.pt --model <model>`` with the same
    schedule and budget for each model (``--features`` for fm);
 3. ``aeinspect evaluate DATASET -m OUT/<model>.pt -o OUT/<model>-report``;
+
+and beside them the untrained reference ``blur`` (``train DATASET/train/good --model blur``
+with the same preprocessing: a Gaussian blur as the "reconstruction"), which a trained model
+must beat to have earned its training time;
 
 then draws the pixel ROC curves of all models in one plot with their AUCs in the legend
 (``OUT/roc_compare.png``, from each report's ``roc.csv``), writes ``OUT/compare.json`` and
@@ -31,8 +35,9 @@ from pathlib import Path
 
 import numpy as np
 
-KINDS = ("ssim", "l2", "vae", "fm")
-COLOURS = {"ssim": "tab:red", "l2": "tab:green", "vae": "tab:orange", "fm": "tab:blue"}
+KINDS = ("ssim", "l2", "vae", "fm", "blur")
+COLOURS = {"ssim": "tab:red", "l2": "tab:green", "vae": "tab:orange", "fm": "tab:blue",
+           "blur": "0.4"}  # fmt: skip
 Runner = Callable[[Sequence[str]], str]
 
 
@@ -55,6 +60,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--size", type=int, default=128, help="patch size P")
     parser.add_argument("--num", type=int, default=10_000, help="training patches")
     parser.add_argument("--resize", type=int, help="down-scale images to S x S first")
+    parser.add_argument("--scale", type=float, help="down-scale images by a factor first")
     parser.add_argument("--epochs", type=int, default=200)
     parser.add_argument("--max-minutes", type=float, help="training budget per model")
     parser.add_argument("--batch-size", type=int, default=128)
@@ -79,15 +85,25 @@ def crop(args: argparse.Namespace, run: Runner) -> Path:
     patches = args.output / "patches"
     command = ["crop", str(args.dataset / "train" / "good"), "-o", str(patches), "--num",
                str(args.num), "--size", str(args.size), "--seed", str(args.seed)]  # fmt: skip
-    if args.resize is not None:
-        command += ["--resize", str(args.resize)]
-    run(command)
+    run(command + preprocessing(args))
     return patches
+
+
+def preprocessing(args: argparse.Namespace) -> list[str]:
+    flags = []
+    if args.resize is not None:
+        flags += ["--resize", str(args.resize)]
+    if args.scale is not None:
+        flags += ["--scale", str(args.scale)]
+    return flags
 
 
 def train_and_evaluate(kind: str, patches: Path, args: argparse.Namespace, run: Runner) -> dict:
     model = args.output / f"{kind}.pt"
-    command = ["train", str(patches), "-o", str(model), "--model", kind,
+    source = [str(patches)]
+    if kind == "blur":  # the reference learns nothing from patches: it takes the images
+        source = [str(args.dataset / "train" / "good"), *preprocessing(args)]
+    command = ["train", *source, "-o", str(model), "--model", kind,
                "--latent", str(args.latent), "--epochs", str(args.epochs),
                "--batch-size", str(args.batch_size), "--lr", str(args.lr),
                "--val-split", str(args.val_split), "--seed", str(args.seed),

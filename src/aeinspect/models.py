@@ -3,6 +3,7 @@ and its two variants of the paper's comparison: variational and feature matching
 
 from __future__ import annotations
 
+import itertools
 from dataclasses import dataclass
 
 import torch
@@ -23,17 +24,19 @@ def _up(cin: int, cout: int, kernel: int, stride: int, padding: int) -> nn.ConvT
     return nn.ConvTranspose2d(cin, cout, kernel, stride=stride, padding=padding)
 
 
-# For ConvTranspose2d(kernel 4, stride 2, padding 1): output row 2y + u takes input rows
-# y - 1, y, y + 1 (offsets 0, 1, 2 of a 3×3 window) through these kernel rows; 4 = no tap.
-_PHASE_TAPS = torch.tensor([[3, 1, 4], [4, 2, 0]])
+# For ConvTranspose2d(kernel 4, stride 2, padding 1): output row 2i + u sums input rows i + dy
+# through kernel row kh, for these (kh, dy) pairs; the same holds for columns.
+_PHASE_TAPS = {0: ((1, 0), (3, -1)), 1: ((2, 0), (0, 1))}
 
 
 class UpsamplingOutput(nn.ConvTranspose2d):
     """The last decoder layer, ConvTranspose2d(kernel 4, stride 2, padding 1).
 
-    Without gradients it runs as the equivalent 3×3 convolution to 4·k phase channels and a
-    pixel shuffle, which is faster on CPUs for few output channels; the parameters, and the
-    results to float rounding, are those of the transposed convolution.
+    Without gradients it runs as one matrix product, which gives every input pixel's 4×4
+    contributions to each output channel, followed by sixteen shifted additions into the
+    four output phases: about twice as fast on CPUs as a transposed convolution with so few
+    output channels. The parameters, and the results to float rounding, are those of the
+    transposed convolution.
     """
 
     def __init__(self, in_channels: int, out_channels: int) -> None:
@@ -42,12 +45,18 @@ class UpsamplingOutput(nn.ConvTranspose2d):
     def forward(self, x: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
         if torch.is_grad_enabled():
             return super().forward(x)
-        taps = _PHASE_TAPS.to(x.device)
-        padded = F.pad(self.weight, (0, 1, 0, 1))  # index 4 reads zeros
-        kernel = padded[:, :, taps[:, :, None, None], taps[None, None, :, :]]
-        kernel = kernel.permute(1, 2, 4, 0, 3, 5).reshape(-1, self.in_channels, 3, 3)
-        phases = F.conv2d(x, kernel, self.bias.repeat_interleave(4), padding=1)
-        return F.pixel_shuffle(phases, 2)
+        batch, cin, height, width = x.shape
+        cout = self.out_channels
+        taps = x.permute(0, 2, 3, 1).reshape(-1, cin) @ self.weight.reshape(cin, -1)
+        taps = taps.view(batch, height, width, cout, 4, 4).permute(0, 3, 4, 5, 1, 2)
+        taps = F.pad(taps, (1, 1, 1, 1))  # offsets of ±1 read zeros beyond the border
+        shape = (batch, cout, height, 2, width, 2)
+        out = self.bias.view(1, cout, 1, 1, 1, 1).expand(shape).contiguous()
+        for u, v in itertools.product((0, 1), repeat=2):
+            phase = out[:, :, :, u, :, v]  # output pixels (2i + u, 2j + v)
+            for (kh, dy), (kw, dx) in itertools.product(_PHASE_TAPS[u], _PHASE_TAPS[v]):
+                phase += taps[:, :, kh, kw, 1 + dy : 1 + dy + height, 1 + dx : 1 + dx + width]
+        return out.view(batch, cout, 2 * height, 2 * width)
 
 
 def _with_activations(layers: list[nn.Module]) -> nn.Sequential:

@@ -36,7 +36,6 @@ from torch import nn
 from aeinspect.checkpoint import ModelFile, save_model
 from aeinspect.config import ModelConfig, Preprocess, SegmentConfig, TrainConfig
 from aeinspect.images import ImageSource
-from aeinspect.losses import reconstruction_loss
 from aeinspect.models import Autoencoder
 from aeinspect.outputs import DEFAULT_SAVE, write_outputs
 from aeinspect.patches import coverage, window_positions
@@ -44,7 +43,7 @@ from aeinspect.pipeline import segment_images
 from aeinspect.runtime import keep_freed_memory
 from aeinspect.segmentation import Segmenter
 from aeinspect.ssim import C1, C2, gaussian_kernel
-from aeinspect.training import new_model
+from aeinspect.training import CPU_MICRO_BATCH, new_model, train_step
 
 PATCH, LATENT, STRIDE = 128, 100, 30
 SIZES = {"1024x700": (700, 1024), "512x512": (512, 512)}
@@ -180,23 +179,25 @@ def segment_files(model_path: Path, image_path: Path, out: Path) -> None:
 
 
 def train_step_timing(batch: int, fast: bool, repeats: int) -> PairedTiming:
+    """aeinspect's training step (``training.train_step``, as ``train`` runs it on a CPU), or
+    the baseline: one NCHW pass with the five-convolution SSIM."""
     model = new_model(ModelConfig(patch_size=PATCH, latent=LATENT), seed=0)
     patches = torch.rand(batch, 1, PATCH, PATCH)
     if fast:
         model = model.to(memory_format=torch.channels_last)
     optimizer = torch.optim.Adam(model.parameters(), lr=2e-4, weight_decay=1e-5)
+    noise = torch.Generator().manual_seed(0)
 
-    def step() -> None:
-        recon = model(patches)
-        if fast:
-            loss = reconstruction_loss("ssim", patches, recon, window=11)
-        else:
-            loss = (1 - baseline_ssim_map(recon, patches)).mean()
+    def baseline_step() -> None:
+        loss = (1 - baseline_ssim_map(model(patches), patches)).mean()
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
 
-    return paired_timing(step, repeats, warmup=2)
+    def step() -> None:
+        train_step(model, optimizer, patches, noise, micro_batch=CPU_MICRO_BATCH)
+
+    return paired_timing(step if fast else baseline_step, repeats, warmup=2)
 
 
 def peak_rss_mb(task: str, *args: str) -> float:

@@ -22,6 +22,10 @@ aeinspect segment "$out/woven/test" -m "$out/model.pt" -o "$out/segmented"
 echo "== 4. evaluate against the ground truth"
 aeinspect evaluate "$out/woven" -m "$out/model.pt" -o "$out/report"
 
+echo "== 5. the untrained reference: a Gaussian blur (sigma 16) as the reconstruction"
+aeinspect train "$out/woven/train/good" -o "$out/blur.pt" --model blur --seed 0
+aeinspect evaluate "$out/woven" -m "$out/blur.pt" -o "$out/report-blur"
+
 echo
 echo "Overlays (defects outlined in red): $out/segmented/<type>/<name>_overlay.png"
-echo "Metrics and ROC/PRO plots:         $out/report/"
+echo "Metrics and ROC/PRO plots:         $out/report/ (the blur reference: $out/report-blur/)"

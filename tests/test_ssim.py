@@ -163,20 +163,26 @@ def test_gradients_flow_and_module_equals_function() -> None:
     assert loss.item() == pytest.approx(ssim_loss(guess, target, window=7).item(), abs=1e-7)
 
 
-def test_both_blur_paths_give_the_same_loss_gradient(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_closed_form_loss_gradient_equals_autograd(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The training loss's closed-form gradient against autograd through the SSIM map, with
+    the blur as matrix products and as a convolution (float64, three channels)."""
     generator = torch.Generator().manual_seed(5)
-    target = torch.rand(3, 1, 40, 36, generator=generator, dtype=torch.float64)
-    guess = torch.rand(3, 1, 40, 36, generator=generator, dtype=torch.float64)
+    target = torch.rand(3, 3, 40, 36, generator=generator, dtype=torch.float64)
+    guess = torch.rand(3, 3, 40, 36, generator=generator, dtype=torch.float64)
 
-    def gradient() -> torch.Tensor:
+    def gradient(loss_of: Callable[[torch.Tensor], torch.Tensor]) -> tuple[float, torch.Tensor]:
         leaf = guess.clone().requires_grad_(True)
-        ssim_loss(leaf, target).backward()
-        return leaf.grad
+        loss = loss_of(leaf)
+        loss.backward()
+        return loss.item(), leaf.grad
 
-    by_matmul = gradient()
-    monkeypatch.setattr(ssim_module, "MATMUL_BLUR_MAX_SIDE", 0)
-    torch.testing.assert_close(by_matmul, gradient(), atol=1e-12, rtol=1e-9)
-    assert by_matmul.abs().max() > 1e-6
+    closed_loss, closed = gradient(lambda p: ssim_loss(p, target))
+    for blur_side in (256, 0):  # matrix products, then the convolution
+        monkeypatch.setattr(ssim_module, "MATMUL_BLUR_MAX_SIDE", blur_side)
+        loss, reference = gradient(lambda p: (1 - ssim_map(p, target)).mean())
+        assert closed_loss == pytest.approx(loss, abs=1e-12)
+        torch.testing.assert_close(closed, reference, atol=1e-12, rtol=1e-9)
+    assert closed.abs().max() > 1e-6
 
 
 def test_bad_inputs_are_refused_with_the_shape_received() -> None:

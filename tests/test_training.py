@@ -89,3 +89,21 @@ def test_validation_split_holds_out_images_not_patches() -> None:
     assert split_images(1, 0.1, seed=0) == ([0], [])
     assert split_images(5, 0.0, seed=0) == ([0, 1, 2, 3, 4], [])
     assert len(split_images(3, 0.9, seed=0)[0]) == 1
+
+
+@pytest.mark.parametrize("kind", ["ssim", "l2"])
+def test_micro_batches_give_the_gradient_and_loss_of_one_pass(kind: str) -> None:
+    """train_step's slices (7 + 7 + 6 patches) accumulate the gradient of the whole batch."""
+    patches = stripe_patches(20, 3)
+    results = []
+    for micro_batch in (20, 7):
+        model = new_model(ModelConfig(kind=kind, patch_size=32, latent=8), seed=0)
+        frozen = torch.optim.SGD(model.parameters(), lr=0.0)  # keeps .grad after the step
+        noise = torch.Generator().manual_seed(0)
+        loss = training.train_step(model, frozen, patches, noise, micro_batch=micro_batch)
+        results.append((loss, [p.grad.clone() for p in model.parameters()]))
+    (whole_loss, whole), (sliced_loss, sliced) = results
+    assert sliced_loss == pytest.approx(whole_loss, rel=1e-6)
+    for a, b in zip(whole, sliced, strict=True):
+        torch.testing.assert_close(b, a, atol=1e-7, rtol=1e-4)
+    assert max(g.abs().max() for g in whole) > 1e-4

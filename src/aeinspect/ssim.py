@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from functools import lru_cache
+from typing import Any
 
 import cv2
 import numpy as np
@@ -80,10 +81,7 @@ def _local_means(stack: torch.Tensor, window: int) -> torch.Tensor:
     if stack.device.type == "cpu" and not stack.requires_grad:
         return _local_means_by_opencv(stack, window)
     if max(height, width) <= MATMUL_BLUR_MAX_SIDE:
-        rows, cols = (
-            torch.as_tensor(_blur_operator(n, window), dtype=stack.dtype, device=stack.device)
-            for n in (height, width)
-        )
+        rows, cols = (_blur_tensor(n, window, stack) for n in (height, width))
         return torch.matmul(rows, stack @ cols.T)
     return _local_means_by_convolution(stack, window)
 
@@ -157,8 +155,60 @@ def ssim_components(x: torch.Tensor, y: torch.Tensor, *, window: int = 11) -> SS
 
 
 def ssim_loss(x: torch.Tensor, y: torch.Tensor, *, window: int = 11) -> torch.Tensor:
-    """Mean of 1 − SSIM over all pixels of a (B, C, H, W) batch: a scalar in [0, 2]."""
+    """Mean of 1 − SSIM over all pixels of a (B, C, H, W) batch: a scalar in [0, 2].
+
+    When only ``x`` needs a gradient (a reconstruction against its target) and the images
+    are patch-sized, the gradient is computed in closed form (``_SSIMLossOfPrediction``):
+    the same values as autograd's, in a fraction of its passes over memory.
+    """
+    _check_pair(x, y, window)
+    fast = x.requires_grad and not y.requires_grad and torch.is_grad_enabled()
+    if fast and max(x.shape[2:]) <= MATMUL_BLUR_MAX_SIDE:
+        rows, cols = (_blur_tensor(n, window, x) for n in x.shape[2:])
+        return _SSIMLossOfPrediction.apply(x, y, rows, cols)
     return (1.0 - ssim_map(x, y, window=window)).mean()
+
+
+def _blur_tensor(length: int, window: int, like: torch.Tensor) -> torch.Tensor:
+    return torch.as_tensor(_blur_operator(length, window), dtype=like.dtype, device=like.device)
+
+
+class _SSIMLossOfPrediction(torch.autograd.Function):
+    """mean(1 − SSIM(p, t)) with its gradient with respect to p in closed form.
+
+    With a' = p − ½, b' = t − ½, the blurred moments μa = G a', Eaa = G a'², Eab = G a'b'
+    (G = rows · (·) · colsᵀ, the blur with symmetric padding) and S = A·B / (C·D):
+    ∂S/∂μa = 2S (mb/A − ma/C + μa/D − μb/B), ∂S/∂Eaa = −S/D, ∂S/∂Eab = 2S/B, so the
+    gradient is Gᵀ(α) + 2a'·Gᵀ(β) + b'·Gᵀ(γ) for α, β, γ those derivatives times −1/n.
+    """
+
+    @staticmethod
+    def forward(  # type: ignore[override]
+        ctx: Any, p: torch.Tensor, t: torch.Tensor, rows: torch.Tensor, cols: torch.Tensor
+    ) -> torch.Tensor:
+        a, b = p - MIDDLE, t - MIDDLE
+        blurred = rows @ torch.cat([a, b, a * a, b * b, a * b], dim=1) @ cols.T
+        mu_a, mu_b, e_aa, e_bb, e_ab = blurred.chunk(5, dim=1)
+        m_a, m_b = mu_a + MIDDLE, mu_b + MIDDLE
+        lum_num = 2 * m_a * m_b + C1
+        cs_num = 2 * (e_ab - mu_a * mu_b) + C2
+        lum_den = m_a * m_a + m_b * m_b + C1
+        cs_den = (e_aa - mu_a * mu_a) + (e_bb - mu_b * mu_b) + C2
+        ssim = lum_num * cs_num / (lum_den * cs_den)
+        ctx.save_for_backward(a, b, rows, cols, mu_a, mu_b, ssim, lum_num, cs_num, lum_den, cs_den)
+        return 1.0 - ssim.mean()
+
+    @staticmethod
+    def backward(ctx: Any, grad_loss: torch.Tensor) -> tuple[torch.Tensor | None, ...]:
+        a, b, rows, cols, mu_a, mu_b, ssim, lum_num, cs_num, lum_den, cs_den = ctx.saved_tensors
+        scale = -grad_loss * 2 * ssim / ssim.numel()  # d(loss)/dS = −1/n, times 2S
+        m_a, m_b = mu_a + MIDDLE, mu_b + MIDDLE
+        alpha = scale * (m_b / lum_num - m_a / lum_den + mu_a / cs_den - mu_b / cs_num)
+        beta = -0.5 * scale / cs_den
+        gamma = scale / cs_num
+        spread = rows.T @ torch.cat([alpha, beta, gamma], dim=1) @ cols
+        g_alpha, g_beta, g_gamma = spread.chunk(3, dim=1)
+        return g_alpha + 2 * a * g_beta + b * g_gamma, None, None, None
 
 
 class SSIMLoss(nn.Module):

@@ -90,6 +90,11 @@ class _BestWeights:
         return True
 
 
+# A training step on the CPU runs its batch in slices of this many patches (see train_step):
+# at batch 128, 2 cores ran 176 patches/s this way against 169 in one pass.
+CPU_MICRO_BATCH = 32
+
+
 def fit(
     model: Autoencoder,
     train_patches: torch.Tensor,
@@ -191,13 +196,10 @@ def _train_epoch(
     model.train()
     permutation = torch.randperm(len(patches), generator=order)
     losses: list[float] = []
+    micro_batch = CPU_MICRO_BATCH if device.type == "cpu" else config.batch_size
     for start in range(0, len(patches), config.batch_size):
         batch = patches[permutation[start : start + config.batch_size]].to(device)
-        loss = batch_loss(model, batch, order)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
-        losses.append(loss.item())
+        losses.append(train_step(model, optimizer, batch, order, micro_batch=micro_batch))
         if on_batch is not None:
             on_batch(min(start + config.batch_size, len(patches)), len(patches))
         if time.monotonic() > deadline:
@@ -219,6 +221,30 @@ def evaluate_loss(
         loss = batch_loss(model, batch, noise)
         total += loss.item() * len(batch)
     return total / len(patches)
+
+
+def train_step(
+    model: Autoencoder,
+    optimizer: torch.optim.Optimizer,
+    batch: torch.Tensor,
+    noise: torch.Generator,
+    *,
+    micro_batch: int,
+) -> float:
+    """One Adam step on a (B, C, P, P) batch; returns the batch's mean loss.
+
+    The gradient is accumulated over slices of at most ``micro_batch`` patches, each loss
+    weighted by its share of the batch: the same gradient as one pass over the whole batch
+    (every loss is a mean over patches), with activations that stay in the CPU's caches.
+    """
+    optimizer.zero_grad(set_to_none=True)
+    total = torch.zeros((), device=batch.device)
+    for part in batch.split(micro_batch):
+        loss = batch_loss(model, part, noise) * (len(part) / len(batch))
+        loss.backward()
+        total += loss.detach()
+    optimizer.step()
+    return total.item()
 
 
 def batch_loss(model: Autoencoder, batch: torch.Tensor, noise: torch.Generator) -> torch.Tensor:

@@ -308,7 +308,7 @@ def print_table(results: dict) -> None:
     for batch, row in results["train"].items():
         print(f"{batch:<12} {row['patches_per_second']:>13.1f} "
               f"{row['baseline_patches_per_second']:>12.1f} {row['speedup']:>6.2f}x "
-              f"{row['matmul_gflops']:>14.0f} {row['fraction_of_matmul']:>8.0%}")  # fmt: skip
+              f"{row['matmul_gflops']:>14.0f} {row['fraction_of_matmul']:>8.1%}")  # fmt: skip
     print(f"train batch 128 peak RSS: {results['train_peak_rss_mb']:.0f} MB")
 
 

@@ -47,9 +47,10 @@ def keep_freed_memory() -> bool:
     mmap and unmaps it on free, so each training step or window batch page-faults its
     activations in again: about a fifth of the CPU time in the kernel. Serving every size
     from the heap and trimming only above 2 GB (with 256 MB of headroom per growth) lets
-    the same pages be reused; training runs about 1.5× faster on 2 cores. Peak memory is
-    unchanged; memory is returned to the system when the process ends. The CLI calls this
-    once at start; a library user may. Returns whether it applied (glibc only).
+    the same pages be reused; training runs about 1.5× faster on 2 cores. Peak memory stays
+    about the same (measured by ``make bench``); memory is returned to the system when the
+    process ends. The CLI calls this once at start; a library user may. Returns whether it
+    applied (glibc only).
     """
     if not sys.platform.startswith("linux"):
         return False

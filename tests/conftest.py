@@ -30,6 +30,14 @@ def with_blob(image: np.ndarray) -> np.ndarray:
     return painted
 
 
+def error_line(result) -> str:
+    """The one line a failed CLI run wrote to stderr (checked: one line, no traceback)."""
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1, result.stderr
+    assert "Traceback" not in result.output
+    return lines[0]
+
+
 @pytest.fixture(scope="session")
 def good_folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
     folder = tmp_path_factory.mktemp("good")

@@ -16,6 +16,7 @@ from typer.testing import CliRunner
 
 from aeinspect.checkpoint import load_model
 from aeinspect.cli import app
+from conftest import error_line
 
 runner = CliRunner()
 
@@ -120,13 +121,6 @@ def test_shards_split_the_list(tiny_model: Path, test_folder: Path) -> None:
                      "--shard", f"{index}/2", "--device", "cpu")  # fmt: skip
         seen += [json.loads(line)["image"] for line in result.stdout.splitlines()]
     assert sorted(seen) == sorted(str(p) for p in test_folder.rglob("*.png"))
-
-
-def error_line(result) -> str:
-    lines = [line for line in result.stderr.splitlines() if line.strip()]
-    assert len(lines) == 1, result.stderr
-    assert "Traceback" not in result.output
-    return lines[0]
 
 
 def test_error_missing_file(tiny_model: Path, tmp_path: Path) -> None:

@@ -16,6 +16,7 @@ from aeinspect.cli import app
 from aeinspect.config import TrainConfig
 from aeinspect.patch_folder import load_patch_pixels, read_patch_folder
 from aeinspect.pipeline import patch_training_data
+from conftest import error_line
 
 runner = CliRunner()
 
@@ -27,13 +28,6 @@ def run(*args: str):
 def crop(images: Path, out: Path, *flags: str) -> None:
     result = run("crop", str(images), "-o", str(out), "--size", "32", *flags)
     assert result.exit_code == 0, result.output
-
-
-def error_line(result) -> str:
-    lines = [line for line in result.stderr.splitlines() if line.strip()]
-    assert len(lines) == 1, result.stderr
-    assert "Traceback" not in result.output
-    return lines[0]
 
 
 def test_crop_writes_the_patches_and_their_manifest(good_folder: Path, tmp_path: Path) -> None:

@@ -30,7 +30,7 @@ from aeinspect.losses import (
 from aeinspect.models import FeatureMatchingAutoencoder, Posterior, VariationalAutoencoder
 from aeinspect.segmentation import Segmenter
 from aeinspect.training import evaluate_loss, fit, new_model
-from conftest import stripes
+from conftest import error_line, stripes
 
 runner = CliRunner()
 CPU = torch.device("cpu")
@@ -234,13 +234,6 @@ def test_bad_feature_files_are_refused(tmp_path: Path, content: str, message: st
 class Payload:
     def __reduce__(self):
         return (print, ("executed",))
-
-
-def error_line(result) -> str:
-    lines = [line for line in result.stderr.splitlines() if line.strip()]
-    assert len(lines) == 1, result.stderr
-    assert "Traceback" not in result.output
-    return lines[0]
 
 
 def test_fm_without_usable_features_exits_2(good_folder: Path, tmp_path: Path) -> None:

@@ -86,9 +86,7 @@ def test_smoothing_blurs_the_residual_before_it_is_resized(
     np.testing.assert_allclose(ours, expected, atol=1e-6, rtol=0)
 
 
-def test_blend_is_a_stored_setting_that_changes_only_the_overlaps(
-    tiny_model: Path, good_folder: Path, tmp_path: Path
-) -> None:
+def test_blend_is_stored_by_train(good_folder: Path, tmp_path: Path) -> None:
     path = tmp_path / "hann.pt"
     result = runner.invoke(app, ["train", str(good_folder), "-o", str(path), "--size", "32",
                                  "--num", "32", "--epochs", "1", "--latent", "16",
@@ -96,6 +94,23 @@ def test_blend_is_a_stored_setting_that_changes_only_the_overlaps(
     assert result.exit_code == 0, result.output
     model = load_model(path).model
     assert (model.blend, model.smooth) == ("hann", 1.5)
+
+
+def test_blend_changes_the_reconstruction_only_where_windows_overlap(tiny_model: Path) -> None:
+    """32-pixel windows at stride 30 on 62 pixels start at 0 and 30: rows and columns 0–29
+    and 32–61 are seen by one window, 30–31 by two."""
+    plain = load_model(tiny_model)
+    pixels = np.random.default_rng(1).random((1, 62, 62)).astype(np.float32)
+    image = Image(pixels=pixels, original=pixels)
+    recons = {}
+    for blend in ("uniform", "hann"):
+        model_file = replace(plain, model=replace(plain.model, blend=blend))
+        recons[blend] = Segmenter(model_file, CPU).analyse(image, SegmentConfig()).reconstruction
+    single = np.ones((62, 62), dtype=bool)
+    single[30:32, :] = single[:, 30:32] = False
+    difference = np.abs(recons["hann"] - recons["uniform"])[0]
+    assert difference[single].max() < 1e-6
+    assert difference[~single].max() > 1e-4
 
 
 @pytest.mark.parametrize(

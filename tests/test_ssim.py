@@ -185,6 +185,22 @@ def test_closed_form_loss_gradient_equals_autograd(monkeypatch: pytest.MonkeyPat
     assert closed.abs().max() > 1e-6
 
 
+def test_closed_form_gradient_is_finite_where_the_ssim_numerator_is_zero() -> None:
+    """A linear output layer can give a local mean just below 0 against a bright target, and
+    then the luminance numerator 2·μp·μt + C1 can round to exactly 0 in float32 (training
+    on a GPU met it within minutes). The gradient must stay finite and equal autograd's."""
+    prediction, target = np.float32(-0.00012), np.float32(0.4167217)  # found by search
+    mean = np.float32(np.float32(prediction - np.float32(0.5)) + np.float32(0.5))
+    assert np.float32(np.float32(2) * mean * target) + np.float32(ssim_module.C1) == 0
+    guess = torch.full((1, 1, 4, 4), float(prediction), requires_grad=True)
+    truth = torch.full((1, 1, 4, 4), float(target))
+    ssim_loss(guess, truth, window=1).backward()  # window 1: the blur is exact
+    reference = guess.detach().clone().requires_grad_(True)
+    (1 - ssim_map(reference, truth, window=1)).mean().backward()
+    assert torch.isfinite(guess.grad).all()
+    torch.testing.assert_close(guess.grad, reference.grad, rtol=1e-4, atol=1e-6)
+
+
 def test_bad_inputs_are_refused_with_the_shape_received() -> None:
     with pytest.raises(ValueError, match=r"got \(3, 8, 8\)"):
         ssim_map(torch.rand(3, 8, 8), torch.rand(3, 8, 8))

@@ -178,8 +178,11 @@ class _SSIMLossOfPrediction(torch.autograd.Function):
 
     With a' = p − ½, b' = t − ½, the blurred moments μa = G a', Eaa = G a'², Eab = G a'b'
     (G = rows · (·) · colsᵀ, the blur with symmetric padding) and S = A·B / (C·D):
-    ∂S/∂μa = 2S (mb/A − ma/C + μa/D − μb/B), ∂S/∂Eaa = −S/D, ∂S/∂Eab = 2S/B, so the
-    gradient is Gᵀ(α) + 2a'·Gᵀ(β) + b'·Gᵀ(γ) for α, β, γ those derivatives times −1/n.
+    ∂S/∂μa = 2 (mb·B − μb·A) / (C·D) − 2S (ma/C − μa/D), ∂S/∂Eaa = −S/D,
+    ∂S/∂Eab = 2A / (C·D), so the gradient is Gᵀ(α) + 2a'·Gᵀ(β) + b'·Gᵀ(γ) for α, β, γ those
+    derivatives times −1/n. Only the denominators C ≥ C1 and D ≈ σa² + σb² + C2 are divided
+    by: the numerators A and B can be exactly zero (a reconstruction's local mean slightly
+    negative against a bright target), where S/A or S/B would be 0/0.
     """
 
     @staticmethod
@@ -201,11 +204,13 @@ class _SSIMLossOfPrediction(torch.autograd.Function):
     @staticmethod
     def backward(ctx: Any, grad_loss: torch.Tensor) -> tuple[torch.Tensor | None, ...]:
         a, b, rows, cols, mu_a, mu_b, ssim, lum_num, cs_num, lum_den, cs_den = ctx.saved_tensors
-        scale = -grad_loss * 2 * ssim / ssim.numel()  # d(loss)/dS = −1/n, times 2S
+        step = -grad_loss / ssim.numel()  # d(loss)/dS at every pixel
         m_a, m_b = mu_a + MIDDLE, mu_b + MIDDLE
-        alpha = scale * (m_b / lum_num - m_a / lum_den + mu_a / cs_den - mu_b / cs_num)
-        beta = -0.5 * scale / cs_den
-        gamma = scale / cs_num
+        inverse = 1 / (lum_den * cs_den)
+        alpha = 2 * step * ((m_b * cs_num - mu_b * lum_num) * inverse
+                            - ssim * (m_a / lum_den - mu_a / cs_den))  # fmt: skip
+        beta = -step * ssim / cs_den
+        gamma = 2 * step * lum_num * inverse
         spread = rows.T @ torch.cat([alpha, beta, gamma], dim=1) @ cols
         g_alpha, g_beta, g_gamma = spread.chunk(3, dim=1)
         return g_alpha + 2 * a * g_beta + b * g_gamma, None, None, None

@@ -1,7 +1,7 @@
 """``make bench``: aeinspect's segment and training speed against baselines measured in the
 same run, and against this machine's fp32 matrix-multiply rate.
 
-    python benchmarks/bench.py [--json bench.json] [--repeats 5]
+    python benchmarks/bench.py [--json bench.json] [--repeats 5] [--device cpu|cuda]
 
 Every figure is the median of several timed runs after warm-up. Every timed run of aeinspect
 is paired with the matmul rate measured just before it, and the ratios are medians over those
@@ -9,6 +9,11 @@ pairs: on a shared machine the rate drifts by ±20 % within minutes. Peak memory
 in child processes (their maximum resident set size), one per task. The process sets glibc's
 malloc up as the ``aeinspect`` command does (``runtime.keep_freed_memory``), for both
 aeinspect and the baselines.
+
+With ``--device cuda`` everything (matmul, baselines, aeinspect) runs on the GPU, each timed
+run ending in a synchronisation; peak GPU memory is reported beside the host's RSS. PyTorch
+runs cuDNN convolutions in TF32 by default but fp32 matrix products in full fp32, so on a GPU
+the "ratio to the matmul rate" compares against a rate the network is not bound by.
 """
 
 from __future__ import annotations
@@ -61,14 +66,27 @@ def median_seconds(run: Callable[[], object], repeats: int, warmup: int = 2) -> 
 
 
 _MATRICES: list[torch.Tensor] = []
+DEVICE = torch.device("cpu")  # set once by main from --device
+
+
+def synchronise() -> None:
+    if DEVICE.type == "cuda":
+        torch.cuda.synchronize(DEVICE)
 
 
 def matmul_gflops_now() -> float:
-    """This moment's fp32 matmul rate: the best of three 2048² products, in GFLOP/s."""
+    """This moment's fp32 matmul rate in GFLOP/s: the best of three products of 2048² (CPU)
+    or 8192² (GPU) matrices."""
+    side = 2048 if DEVICE.type == "cpu" else 8192
     if not _MATRICES:
-        _MATRICES.extend(torch.randn(2048, 2048) for _ in range(2))
+        _MATRICES.extend(torch.randn(side, side, device=DEVICE) for _ in range(2))
     a, b = _MATRICES
-    return 2 * 2048**3 / min(median_seconds(lambda: a @ b, 1, warmup=0) for _ in range(3)) / 1e9
+
+    def product() -> None:
+        a @ b
+        synchronise()
+
+    return 2 * side**3 / min(median_seconds(product, 1, warmup=1) for _ in range(3)) / 1e9
 
 
 @dataclass(frozen=True)
@@ -122,7 +140,7 @@ def network_gflop(model: nn.Module, patch: int) -> float:
         if isinstance(layer, nn.Conv2d | nn.ConvTranspose2d):
             hooks.append(layer.register_forward_hook(count))
     with torch.inference_mode():
-        model(torch.rand(1, model.config.channels, patch, patch))
+        model(torch.rand(1, model.config.channels, patch, patch, device=DEVICE))
     for hook in hooks:
         hook.remove()
     return flops / 1e9
@@ -136,12 +154,12 @@ def plain_network() -> nn.Module:
     stock = nn.ConvTranspose2d(fast.in_channels, fast.out_channels, 4, stride=2, padding=1)
     stock.load_state_dict(fast.state_dict())
     network.decoder[-1] = stock
-    return network
+    return network.to(DEVICE)
 
 
 def baseline_ssim_map(x: torch.Tensor, y: torch.Tensor, window: int = 11) -> torch.Tensor:
     """The straightforward SSIM: five separate 2-D convolutions, reflect-101 padding."""
-    g = torch.as_tensor(gaussian_kernel(window), dtype=x.dtype)
+    g = torch.as_tensor(gaussian_kernel(window), dtype=x.dtype, device=x.device)
     kernel = torch.outer(g, g)[None, None]
     pad = window // 2
 
@@ -164,15 +182,17 @@ def baseline_segment(model: nn.Module, image: torch.Tensor) -> torch.Tensor:
                 window = image[None, :, y : y + PATCH, x : x + PATCH]
                 total[:, y : y + PATCH, x : x + PATCH] += model(window)[0]
         counts = np.outer(coverage(height, ys, PATCH), coverage(width, xs, PATCH))
-        recon = total / torch.from_numpy(counts)
-        return 1 - baseline_ssim_map(image[None], recon[None])
+        recon = total / torch.from_numpy(counts).to(image)
+        residual = 1 - baseline_ssim_map(image[None], recon[None])
+        synchronise()
+        return residual
 
 
 def segment_files(model_path: Path, image_path: Path, out: Path) -> None:
     """aeinspect's segment path end to end: read, segment, write mask/residual/overlay."""
     from aeinspect.checkpoint import load_model
 
-    segmenter = Segmenter(load_model(model_path), torch.device("cpu"))
+    segmenter = Segmenter(load_model(model_path), DEVICE)
     source = ImageSource(image_path, Path(image_path.stem))
     for result in segment_images([source], segmenter, SegmentConfig(), threshold=0.5):
         write_outputs(result, out, DEFAULT_SAVE)
@@ -181,10 +201,11 @@ def segment_files(model_path: Path, image_path: Path, out: Path) -> None:
 def train_step_timing(batch: int, fast: bool, repeats: int) -> PairedTiming:
     """aeinspect's training step (``training.train_step``, as ``train`` runs it on a CPU), or
     the baseline: one NCHW pass with the five-convolution SSIM."""
-    model = new_model(ModelConfig(patch_size=PATCH, latent=LATENT), seed=0)
-    patches = torch.rand(batch, 1, PATCH, PATCH)
+    model = new_model(ModelConfig(patch_size=PATCH, latent=LATENT), seed=0).to(DEVICE)
+    patches = torch.rand(batch, 1, PATCH, PATCH, device=DEVICE)
     if fast:
         model = model.to(memory_format=torch.channels_last)
+    micro_batch = CPU_MICRO_BATCH if DEVICE.type == "cpu" else batch  # as fit() chooses
     optimizer = torch.optim.Adam(model.parameters(), lr=2e-4, weight_decay=1e-5)
     noise = torch.Generator().manual_seed(0)
 
@@ -193,29 +214,33 @@ def train_step_timing(batch: int, fast: bool, repeats: int) -> PairedTiming:
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
+        synchronise()
 
     def step() -> None:
-        train_step(model, optimizer, patches, noise, micro_batch=CPU_MICRO_BATCH)
+        train_step(model, optimizer, patches, noise, micro_batch=micro_batch)
 
     return paired_timing(step if fast else baseline_step, repeats, warmup=2)
 
 
-def peak_rss_mb(task: str, *args: str) -> float:
-    """Maximum resident set size of a fresh child process running ``task`` once."""
+def peak_memory_mb(task: str, *args: str) -> dict[str, float]:
+    """Peak memory of a fresh child process running ``task`` once, in MB: "rss" (maximum
+    resident set size) and, on a GPU, "gpu" (most GPU memory held by tensors)."""
     child_run = subprocess.run(
-        [sys.executable, __file__, "--child", task, *args],
+        [sys.executable, __file__, "--device", str(DEVICE), "--child", task, *args],
         check=True, capture_output=True, text=True,
     )  # fmt: skip
-    return float(child_run.stdout.split()[-1])
+    return {line.split()[0]: float(line.split()[1]) for line in child_run.stdout.splitlines()}
 
 
 def child(task: str, args: list[str]) -> None:
-    """Run one task and print this process's peak RSS in MB."""
+    """Run one task and print its peak memory in MB, a "name value" line per figure."""
     if task == "segment":
         segment_files(Path(args[0]), Path(args[1]), Path(args[2]))
     elif task == "train":
         train_step_timing(128, fast=True, repeats=1)
-    print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
+    if DEVICE.type == "cuda":
+        print(f"gpu {torch.cuda.max_memory_allocated(DEVICE) / 2**20:.0f}")
+    print(f"rss {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f}")
 
 
 def make_inputs(folder: Path) -> tuple[Path, dict[str, Path]]:
@@ -245,7 +270,8 @@ def bench_segment(
     windows = len(window_positions(height, PATCH, STRIDE)) * len(
         window_positions(width, PATCH, STRIDE)
     )
-    image = torch.from_numpy(cv2.imread(str(image_path), 0).astype(np.float32) / 255)[None]
+    pixels = cv2.imread(str(image_path), 0).astype(np.float32) / 255
+    image = torch.from_numpy(pixels)[None].to(DEVICE)
     baseline = median_seconds(lambda: baseline_segment(plain, image), repeats, warmup=1)
     out = image_path.parent / "out"
     ours = paired_timing(lambda: segment_files(model_path, image_path, out), repeats, warmup=1)
@@ -269,8 +295,11 @@ def run(repeats: int) -> dict:
     """Every measurement; each ratio to the matmul rate pairs a run with that moment's rate."""
     results: dict = {
         "machine": {"cpu": platform.processor() or platform.machine(), "cores": os.cpu_count(),
-                    "torch_threads": torch.get_num_threads(), "torch": str(torch.__version__)},
+                    "torch_threads": torch.get_num_threads(), "torch": str(torch.__version__),
+                    "device": str(DEVICE)},
     }  # fmt: skip
+    if DEVICE.type == "cuda":
+        results["machine"]["gpu"] = torch.cuda.get_device_name(DEVICE)
     plain = plain_network()
     gflop = network_gflop(plain, PATCH)
     results["network_gflop_per_patch"] = gflop
@@ -280,21 +309,30 @@ def run(repeats: int) -> dict:
             name: bench_segment(plain, model_path, path, SIZES[name], gflop, repeats)
             for name, path in images.items()
         }
-        results["segment_peak_rss_mb"] = peak_rss_mb(
+        results["segment_peak_mb"] = peak_memory_mb(
             "segment", str(model_path), str(images["1024x700"]), str(Path(folder) / "out")
         )
     results["train"] = {str(batch): bench_train(batch, gflop, repeats) for batch in (32, 64, 128)}
-    results["train_peak_rss_mb"] = peak_rss_mb("train")
+    results["train_peak_mb"] = peak_memory_mb("train")
     return results
+
+
+def describe_memory(peak: dict[str, float]) -> str:
+    gpu = f", GPU {peak['gpu']:.0f} MB" if "gpu" in peak else ""
+    return f"RSS {peak['rss']:.0f} MB{gpu}"
 
 
 def print_table(results: dict) -> None:
     machine = results["machine"]
     print(f"machine: {machine['cpu']}, {machine['cores']} cores, torch {machine['torch']} "
-          f"({machine['torch_threads']} threads)")  # fmt: skip
-    print(f"network forward {results['network_gflop_per_patch']:.4f} GFLOP per {PATCH}² patch; "
-          "each ratio pairs every timed run with the fp32 matmul rate (2048²) just before "
-          "it")  # fmt: skip
+          f"({machine['torch_threads']} threads), device {machine.get('gpu', 'cpu')}")  # fmt: skip
+    print(
+        f"network forward {results['network_gflop_per_patch']:.4f} GFLOP per {PATCH}² patch; "
+        "each ratio pairs every timed run with the fp32 matmul rate just before it"
+    )
+    if machine["device"] != "cpu":
+        print("on a GPU cuDNN convolutions run in TF32, so the fp32 matmul rate is no bound: "
+              "read the times and speedups")  # fmt: skip
     print(f"\n{'segment':<10} {'windows':>7} {'aeinspect s':>11} {'per-patch s':>11} "
           f"{'speedup':>7} {'matmul GFLOP/s':>14} {'of bound':>8}")  # fmt: skip
     for name, row in results["segment"].items():
@@ -302,22 +340,25 @@ def print_table(results: dict) -> None:
               f"{row['baseline_seconds']:>11.3f} {row['speedup']:>6.2f}x "
               f"{row['matmul_gflops']:>14.0f} "
               f"{row['ratio_to_matmul_bound']:>7.2f}x")  # fmt: skip
-    print(f"segment 1024x700 peak RSS: {results['segment_peak_rss_mb']:.0f} MB")
+    print(f"segment 1024x700 peak memory: {describe_memory(results['segment_peak_mb'])}")
     print(f"\n{'train batch':<12} {'aeinspect p/s':>13} {'baseline p/s':>12} {'speedup':>7} "
           f"{'matmul GFLOP/s':>14} {'of matmul':>9}")  # fmt: skip
     for batch, row in results["train"].items():
         print(f"{batch:<12} {row['patches_per_second']:>13.1f} "
               f"{row['baseline_patches_per_second']:>12.1f} {row['speedup']:>6.2f}x "
               f"{row['matmul_gflops']:>14.0f} {row['fraction_of_matmul']:>8.1%}")  # fmt: skip
-    print(f"train batch 128 peak RSS: {results['train_peak_rss_mb']:.0f} MB")
+    print(f"train batch 128 peak memory: {describe_memory(results['train_peak_mb'])}")
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--json", type=Path, default=Path("bench.json"))
     parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--device", default="cpu", help="cpu or cuda[:N]")
     parser.add_argument("--child", nargs="+")
     args = parser.parse_args()
+    global DEVICE
+    DEVICE = torch.device(args.device)
     keep_freed_memory()  # as the aeinspect command does; the baselines run under it too
     if args.child:
         child(args.child[0], args.child[1:])

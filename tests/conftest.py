@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 
 import cv2
@@ -36,6 +37,13 @@ def error_line(result) -> str:
     assert len(lines) == 1, result.stderr
     assert "Traceback" not in result.output
     return lines[0]
+
+
+def in_process(args: Sequence[str]) -> str:
+    """``aeinspect ARGS`` through CliRunner: what an example script's subprocess would print."""
+    result = CliRunner().invoke(app, list(args))
+    assert result.exit_code == 0, result.output
+    return result.stdout
 
 
 @pytest.fixture(scope="session")

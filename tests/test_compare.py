@@ -5,16 +5,14 @@ from __future__ import annotations
 
 import importlib.util
 import json
-from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
-from typer.testing import CliRunner
 
-from aeinspect.cli import app
 from aeinspect.features import ALEXNET_SHAPES
+from conftest import in_process
 
 SCRIPT = Path(__file__).parents[1] / "examples" / "compare" / "compare.py"
 
@@ -24,13 +22,6 @@ def load_script():
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
-
-
-def in_process(args: Sequence[str]) -> str:
-    """``aeinspect ARGS`` through CliRunner: what the script's subprocess would print."""
-    result = CliRunner().invoke(app, list(args))
-    assert result.exit_code == 0, result.output
-    return result.stdout
 
 
 def test_compare_trains_evaluates_and_plots_all_four_and_the_reference(

@@ -1,0 +1,61 @@
+"""examples/accuracy (recipes against the blur reference) on a tiny synthetic dataset, run
+in-process."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+from pathlib import Path
+
+import pytest
+
+from conftest import in_process
+
+SCRIPT = Path(__file__).parents[1] / "examples" / "accuracy" / "accuracy.py"
+
+
+def load_script():
+    spec = importlib.util.spec_from_file_location("accuracy_example", SCRIPT)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_accuracy_runs_every_recipe_and_model_and_reports_each_type(
+    mvtec_folder: Path, tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    script = load_script()
+    tiny = ["--size", "32", "--latent", "8", "--batch-size", "16"]
+    script.RECIPES = {"paper": ("tiny", tiny), "half": ("half size", [*tiny, "--scale", "0.5"])}
+    out = tmp_path / "out"
+    rows = script.main(
+        [str(mvtec_folder), "-o", str(out), "--recipes", "paper,half", "--num", "32",
+         "--epochs", "1", "--device", "cpu"],
+        run=in_process,
+    )  # fmt: skip
+    assert [(row["recipe"], row["model"]) for row in rows] == [
+        (recipe, model) for recipe in ("paper", "half") for model in ("ssim", "l2", "blur")
+    ]
+    for row in rows:
+        assert row["epochs"] == (0 if row["model"] == "blur" else 1)
+        assert set(row["per_type"]) == {"blob"} and 0 <= row["per_type"]["blob"] <= 1
+        metrics = json.loads((out / f"{row['recipe']}-{row['model']}-report" / "metrics.json")
+                             .read_text())  # fmt: skip
+        assert metrics["pixel"]["auroc"] == row["pixel_auroc"]
+        assert metrics["model"]["kind"] == row["model"]
+    half = json.loads((out / "half-ssim-report" / "metrics.json").read_text())
+    assert half["model"]["preprocess"]["scale"] == 0.5
+    summary = json.loads((out / "accuracy.json").read_text())
+    assert summary["recipes"]["half"]["flags"][-2:] == ["--scale", "0.5"]
+    printed = capsys.readouterr().out.splitlines()
+    assert printed[0].split(" | ")[:3] == ["| recipe", "model", "minutes"]
+    assert printed[0].endswith("| blob |") and len(printed) == 2 + len(rows)
+
+
+def test_accuracy_refuses_unknown_recipes(
+    mvtec_folder: Path, capsys: pytest.CaptureFixture
+) -> None:
+    with pytest.raises(SystemExit) as stopped:
+        load_script().parse_args([str(mvtec_folder), "--recipes", "paper,best"])
+    assert stopped.value.code == 2
+    assert "--recipes takes a comma-separated list of paper, quarter" in capsys.readouterr().err

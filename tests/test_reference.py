@@ -1,4 +1,5 @@
-"""The untrained blur reference, residual smoothing and blending as stored model settings."""
+"""The untrained blur reference, residual smoothing, residual scale and blending as stored model
+settings."""
 
 from __future__ import annotations
 
@@ -18,6 +19,7 @@ from aeinspect.cli import app
 from aeinspect.config import SegmentConfig
 from aeinspect.images import Image
 from aeinspect.segmentation import Segmenter
+from conftest import stripes
 
 runner = CliRunner()
 CPU = torch.device("cpu")
@@ -86,14 +88,47 @@ def test_smoothing_blurs_the_residual_before_it_is_resized(
     np.testing.assert_allclose(ours, expected, atol=1e-6, rtol=0)
 
 
+@pytest.mark.parametrize("kind", ["blur", "l2"])
+def test_residual_scale_compares_area_reduced_images(
+    kind: str, blur_model: Path, tiny_model: Path
+) -> None:
+    """F = 2 on a 60×44 image: the residual (1 − SSIM of the blur reference, the squared
+    error of the tiny model judged as l2) of image and reconstruction halved by cv2's area
+    resize, brought back by cv2's bilinear resize, computed with scikit-image and numpy."""
+    base = load_model(blur_model if kind == "blur" else tiny_model)
+    base = replace(base, model=replace(base.model, kind=kind))
+    pixels = (stripes(60, 44, seed=2) / 255.0).astype(np.float32)[None]
+    image = Image(pixels=pixels, original=pixels)
+    full = Segmenter(base, CPU).analyse(image, SegmentConfig())
+    scaled = replace(base, model=replace(base.model, residual_scale=2))
+    ours = Segmenter(scaled, CPU).analyse(image, SegmentConfig()).residual
+
+    def halve(plane: np.ndarray) -> np.ndarray:
+        return cv2.resize(plane, (22, 30), interpolation=cv2.INTER_AREA).astype(np.float64)
+
+    small, small_recon = halve(pixels[0]), halve(full.reconstruction[0])
+    if kind == "blur":
+        _, ssim = structural_similarity(
+            small, small_recon, gaussian_weights=True, sigma=1.5, use_sample_covariance=False,
+            data_range=1.0, full=True,
+        )  # fmt: skip
+        coarse = 1 - ssim
+    else:
+        coarse = (small - small_recon) ** 2
+    expected = cv2.resize(coarse.astype(np.float32), (44, 60), interpolation=cv2.INTER_LINEAR)
+    np.testing.assert_allclose(ours, expected, atol=1e-4, rtol=0)
+    assert np.abs(ours - full.residual).max() > 0.05
+
+
 def test_blend_is_stored_by_train(good_folder: Path, tmp_path: Path) -> None:
     path = tmp_path / "hann.pt"
     result = runner.invoke(app, ["train", str(good_folder), "-o", str(path), "--size", "32",
                                  "--num", "32", "--epochs", "1", "--latent", "16",
-                                 "--blend", "hann", "--smooth", "1.5", "-q"])  # fmt: skip
+                                 "--blend", "hann", "--smooth", "1.5",
+                                 "--residual-scale", "2", "-q"])  # fmt: skip
     assert result.exit_code == 0, result.output
     model = load_model(path).model
-    assert (model.blend, model.smooth) == ("hann", 1.5)
+    assert (model.blend, model.smooth, model.residual_scale) == ("hann", 1.5, 2)
 
 
 def test_blend_changes_the_reconstruction_only_where_windows_overlap(tiny_model: Path) -> None:
@@ -119,6 +154,8 @@ def test_blend_changes_the_reconstruction_only_where_windows_overlap(tiny_model:
         (["--blend", "box"], "--blend must be one of uniform, gaussian, hann, got 'box'"),
         (["--smooth", "-1"], "--smooth must be in [0, 64] pixels, got -1.0"),
         (["--model", "blur", "--blur-sigma", "0"], "--blur-sigma must be in (0, 256] pixels"),
+        (["--residual-scale", "0"], "--residual-scale must be in [1, 16], got 0"),
+        (["--model", "vae", "--residual-scale", "2"], "--residual-scale is for ssim, l2, fm and"),
     ],
 )
 def test_bad_residual_settings_are_refused(
@@ -134,9 +171,9 @@ def test_model_files_from_before_these_settings_read_with_the_paper_defaults(
     tiny_model: Path, tmp_path: Path
 ) -> None:
     payload = torch.load(tiny_model, weights_only=True)
-    for key in ("blend", "smooth", "blur_sigma"):
+    for key in ("blend", "smooth", "residual_scale", "blur_sigma"):
         del payload["model"][key]
     torch.save(payload, tmp_path / "old.pt")
     model = load_model(tmp_path / "old.pt").model
-    assert (model.blend, model.smooth) == ("uniform", 0.0)
+    assert (model.blend, model.smooth, model.residual_scale) == ("uniform", 0.0, 1)
     assert model == replace(load_model(tiny_model).model, blend="uniform", smooth=0.0)

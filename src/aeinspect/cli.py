@@ -193,6 +193,9 @@ def train(
         str, typer.Option(help="Overlap average: uniform, gaussian or hann.")
     ] = "uniform",
     smooth: Annotated[float, typer.Option(help="Gaussian σ on the residual (0 = none).")] = 0.0,
+    residual_scale: Annotated[
+        int, typer.Option(help="Compare image and reconstruction reduced F-fold (1 = full size).")
+    ] = 1,
     blur_sigma: Annotated[float, typer.Option(help="σ of the blur reference.")] = 16.0,
     samples: Annotated[
         int | None, typer.Option(help="vae: latent samples N decoded per window.  [default: 6]")
@@ -242,6 +245,7 @@ def train(
         samples=6 if samples is None else samples,
         blend=blend,
         smooth=smooth,
+        residual_scale=residual_scale,
         blur_sigma=blur_sigma,
     )
     train_config = TrainConfig(

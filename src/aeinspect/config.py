@@ -78,6 +78,9 @@ class ModelConfig:
             largest at its centre; see ``patches.blend_profile``).
         smooth: σ in pixels of a Gaussian applied to the residual map before it is resized
             back and thresholded (0 = none, the paper).
+        residual_scale: F ≥ 1: the residual compares image and reconstruction both reduced
+            F-fold by area averaging, and is brought back bilinearly (1 = full resolution,
+            the paper). Not for "vae", whose residual is a likelihood of its samples.
         blur_sigma: σ in pixels of the "blur" reference's reconstruction.
     """
 
@@ -89,6 +92,7 @@ class ModelConfig:
     samples: int = 6
     blend: str = "uniform"
     smooth: float = 0.0
+    residual_scale: int = 1
     blur_sigma: float = 16.0
 
     def __post_init__(self) -> None:
@@ -101,6 +105,13 @@ class ModelConfig:
             raise InputError(f"--blend must be one of {', '.join(BLENDS)}, got {self.blend!r}")
         if not 0 <= self.smooth <= 64:
             raise InputError(f"--smooth must be in [0, 64] pixels, got {self.smooth}")
+        if not 1 <= self.residual_scale <= 16:
+            raise InputError(f"--residual-scale must be in [1, 16], got {self.residual_scale}")
+        if self.residual_scale > 1 and self.kind == "vae":
+            raise InputError(
+                "--residual-scale is for ssim, l2, fm and blur: a vae's residual is the "
+                "likelihood of its samples"
+            )
         if not 0 < self.blur_sigma <= 256:
             raise InputError(f"--blur-sigma must be in (0, 256] pixels, got {self.blur_sigma}")
         if self.latent < 1:

@@ -9,10 +9,11 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from aeinspect.checkpoint import ModelFile
-from aeinspect.config import SegmentConfig
+from aeinspect.config import ModelConfig, SegmentConfig
 from aeinspect.images import Image, resize
 from aeinspect.losses import residual_map
 from aeinspect.models import VariationalAutoencoder, build_network
@@ -97,7 +98,7 @@ class Segmenter:
             residual = residual_map(model.kind, x, samples[None], window=model.window)[0]
             recon = samples.mean(dim=0)
         else:
-            residual = residual_map(model.kind, x, recon[None], window=model.window)[0]
+            residual = scaled_residual(model, x, recon[None])[0]
         residual = residual.cpu().numpy()
         if model.smooth:
             residual = cv2.GaussianBlur(residual, (0, 0), model.smooth,
@@ -137,6 +138,22 @@ class Segmenter:
             return network.sample_reconstructions(windows, samples, generator).flatten(1, 2)
 
         return sampled
+
+
+def scaled_residual(model: ModelConfig, image: torch.Tensor, recon: torch.Tensor) -> torch.Tensor:
+    """The residual map of (1, C, H, W) image and reconstruction → (1, H, W): at full size,
+    or with ``model.residual_scale`` F > 1 between both reduced to (H/F, W/F) (rounded, at
+    least 1) by area averaging, then resized back to H × W bilinearly (half-pixel centres).
+    Coarser comparison ignores texture finer than F pixels that no reconstruction keeps."""
+    factor = model.residual_scale
+    if factor == 1:
+        return residual_map(model.kind, image, recon, window=model.window)
+    height, width = image.shape[-2:]
+    size = (max(1, round(height / factor)), max(1, round(width / factor)))
+    small_image, small_recon = (F.interpolate(t, size=size, mode="area") for t in (image, recon))
+    coarse = residual_map(model.kind, small_image, small_recon, window=model.window)
+    return F.interpolate(coarse[:, None], size=(height, width), mode="bilinear",
+                         align_corners=False)[:, 0]  # fmt: skip
 
 
 def blur_image(image: torch.Tensor, sigma: float) -> torch.Tensor:

@@ -197,20 +197,23 @@ class _SSIMLossOfPrediction(torch.autograd.Function):
         cs_num = 2 * (e_ab - mu_a * mu_b) + C2
         lum_den = m_a * m_a + m_b * m_b + C1
         cs_den = (e_aa - mu_a * mu_a) + (e_bb - mu_b * mu_b) + C2
-        ssim = lum_num * cs_num / (lum_den * cs_den)
-        ctx.save_for_backward(a, b, rows, cols, mu_a, mu_b, ssim, lum_num, cs_num, lum_den, cs_den)
+        inverse = (lum_den * cs_den).reciprocal_()
+        ssim = lum_num * cs_num * inverse
+        ctx.save_for_backward(a, b, rows, cols, mu_a, mu_b, m_a, m_b, ssim, lum_num, cs_num,
+                              lum_den, cs_den, inverse)  # fmt: skip
         return 1.0 - ssim.mean()
 
     @staticmethod
     def backward(ctx: Any, grad_loss: torch.Tensor) -> tuple[torch.Tensor | None, ...]:
-        a, b, rows, cols, mu_a, mu_b, ssim, lum_num, cs_num, lum_den, cs_den = ctx.saved_tensors
+        a, b, rows, cols, mu_a, mu_b, m_a, m_b, ssim, lum_num, cs_num, lum_den, cs_den, inverse = (
+            ctx.saved_tensors
+        )
         step = -grad_loss / ssim.numel()  # d(loss)/dS at every pixel
-        m_a, m_b = mu_a + MIDDLE, mu_b + MIDDLE
-        inverse = 1 / (lum_den * cs_den)
-        alpha = 2 * step * ((m_b * cs_num - mu_b * lum_num) * inverse
-                            - ssim * (m_a / lum_den - mu_a / cs_den))  # fmt: skip
-        beta = -step * ssim / cs_den
-        gamma = 2 * step * lum_num * inverse
+        beta = ssim / cs_den  # S/D, scaled below
+        alpha = (m_b * cs_num).sub_(mu_b * lum_num).mul_(inverse)
+        alpha.sub_((ssim * m_a).div_(lum_den)).add_(beta * mu_a).mul_(2 * step)
+        beta.mul_(-step)
+        gamma = (lum_num * inverse).mul_(2 * step)
         spread = rows.T @ torch.cat([alpha, beta, gamma], dim=1) @ cols
         g_alpha, g_beta, g_gamma = spread.chunk(3, dim=1)
         return g_alpha + 2 * a * g_beta + b * g_gamma, None, None, None

@@ -199,7 +199,7 @@ def segment_files(model_path: Path, image_path: Path, out: Path) -> None:
 
 
 def train_step_timing(batch: int, fast: bool, repeats: int) -> PairedTiming:
-    """aeinspect's training step (``training.train_step``, as ``train`` runs it on a CPU), or
+    """aeinspect's training step (``training.train_step``, as ``train`` runs it), or
     the baseline: one NCHW pass with the five-convolution SSIM."""
     model = new_model(ModelConfig(patch_size=PATCH, latent=LATENT), seed=0).to(DEVICE)
     patches = torch.rand(batch, 1, PATCH, PATCH, device=DEVICE)

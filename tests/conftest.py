@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import importlib.util
 from collections.abc import Sequence
 from pathlib import Path
+from types import ModuleType
 
 import cv2
 import numpy as np
@@ -37,6 +39,15 @@ def error_line(result) -> str:
     assert len(lines) == 1, result.stderr
     assert "Traceback" not in result.output
     return lines[0]
+
+
+def load_example(relative: str) -> ModuleType:
+    """A script under examples/ (e.g. "compare/compare.py"), imported fresh as a module."""
+    path = Path(__file__).parents[1] / "examples" / relative
+    spec = importlib.util.spec_from_file_location(f"example_{path.stem}", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 def in_process(args: Sequence[str]) -> str:

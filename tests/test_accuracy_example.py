@@ -3,22 +3,16 @@ in-process."""
 
 from __future__ import annotations
 
-import importlib.util
 import json
 from pathlib import Path
 
 import pytest
 
-from conftest import in_process
-
-SCRIPT = Path(__file__).parents[1] / "examples" / "accuracy" / "accuracy.py"
+from conftest import in_process, load_example
 
 
 def load_script():
-    spec = importlib.util.spec_from_file_location("accuracy_example", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_example("accuracy/accuracy.py")
 
 
 def test_accuracy_runs_every_recipe_and_model_and_reports_each_type(

@@ -3,7 +3,6 @@ the ROC curve that ``evaluate -o`` writes for it."""
 
 from __future__ import annotations
 
-import importlib.util
 import json
 from pathlib import Path
 
@@ -12,16 +11,11 @@ import pytest
 import torch
 
 from aeinspect.features import ALEXNET_SHAPES
-from conftest import in_process
-
-SCRIPT = Path(__file__).parents[1] / "examples" / "compare" / "compare.py"
+from conftest import in_process, load_example
 
 
 def load_script():
-    spec = importlib.util.spec_from_file_location("compare_example", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_example("compare/compare.py")
 
 
 def test_compare_trains_evaluates_and_plots_all_four_and_the_reference(

@@ -75,7 +75,7 @@ def test_wrong_input_shape_says_what_was_received() -> None:
 
 
 @pytest.mark.parametrize("channels", [1, 3])
-def test_output_layer_without_gradients_equals_the_transposed_conv(channels: int) -> None:
+def test_output_layer_of_the_model_is_the_transposed_conv(channels: int) -> None:
     model = Autoencoder(ModelConfig(patch_size=32, latent=8, channels=channels))
     layer = model.decoder[-1]
     reference = nn.ConvTranspose2d(32, channels, 4, stride=2, padding=1)
@@ -83,7 +83,7 @@ def test_output_layer_without_gradients_equals_the_transposed_conv(channels: int
     h = torch.randn(3, 32, 16, 16)
     with torch.inference_mode():
         torch.testing.assert_close(layer(h), reference(h), atol=1e-5, rtol=0)
-    torch.testing.assert_close(layer(h), reference(h), atol=0, rtol=0)  # training: same op
+    torch.testing.assert_close(layer(h), reference(h), atol=1e-5, rtol=0)  # with gradients
     assert list(model.state_dict())[-2:] == ["decoder.16.weight", "decoder.16.bias"]
 
 
@@ -98,3 +98,22 @@ def test_output_layer_without_gradients_equals_the_transposed_convolution(
     with torch.no_grad():
         for batch in (x, x.to(memory_format=torch.channels_last)):
             torch.testing.assert_close(layer(batch), expected.detach(), atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.parametrize("input_needs_grad", [True, False])
+def test_output_layer_gradients_equal_the_transposed_convolution(input_needs_grad: bool) -> None:
+    layer = UpsamplingOutput(32, 2)
+    x = torch.randn(3, 32, 8, 8, generator=torch.Generator().manual_seed(0))
+    x = x.to(memory_format=torch.channels_last).requires_grad_(input_needs_grad)
+    reference = nn.ConvTranspose2d(32, 2, 4, stride=2, padding=1)
+    reference.load_state_dict(layer.state_dict())
+    x_reference = x.detach().clone().requires_grad_(input_needs_grad)
+    upstream = torch.randn(3, 2, 16, 16, generator=torch.Generator().manual_seed(1))
+    layer(x).backward(upstream)
+    reference(x_reference).backward(upstream)
+    torch.testing.assert_close(layer.weight.grad, reference.weight.grad, atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(layer.bias.grad, reference.bias.grad, atol=1e-5, rtol=1e-5)
+    if input_needs_grad:
+        torch.testing.assert_close(x.grad, x_reference.grad, atol=1e-5, rtol=1e-5)
+    else:
+        assert x.grad is None

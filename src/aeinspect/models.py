@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import itertools
 from dataclasses import dataclass
+from typing import Any
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from aeinspect.config import ModelConfig
@@ -32,11 +32,11 @@ _PHASE_TAPS = {0: ((1, 0), (3, -1)), 1: ((2, 0), (0, 1))}
 class UpsamplingOutput(nn.ConvTranspose2d):
     """The last decoder layer, ConvTranspose2d(kernel 4, stride 2, padding 1).
 
-    Without gradients it runs as one matrix product, which gives every input pixel's 4×4
+    Its forward runs as one matrix product, which gives every input pixel's 4×4
     contributions to each output channel, followed by sixteen shifted additions into the
-    four output phases: about twice as fast on CPUs as a transposed convolution with so few
-    output channels. The parameters, and the results to float rounding, are those of the
-    transposed convolution.
+    four output phases: about three times as fast on CPUs as a transposed convolution with
+    so few output channels. Its backward is the transposed convolution's own. The
+    parameters, and the results to float rounding, are those of the transposed convolution.
     """
 
     def __init__(self, in_channels: int, out_channels: int) -> None:
@@ -44,19 +44,55 @@ class UpsamplingOutput(nn.ConvTranspose2d):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
         if torch.is_grad_enabled():
-            return super().forward(x)
-        batch, cin, height, width = x.shape
-        cout = self.out_channels
-        taps = x.permute(0, 2, 3, 1).reshape(-1, cin) @ self.weight.reshape(cin, -1)
-        taps = taps.view(batch, height, width, cout, 4, 4).permute(0, 3, 4, 5, 1, 2)
-        taps = F.pad(taps, (1, 1, 1, 1))  # offsets of ±1 read zeros beyond the border
-        shape = (batch, cout, height, 2, width, 2)
-        out = self.bias.view(1, cout, 1, 1, 1, 1).expand(shape).contiguous()
-        for u, v in itertools.product((0, 1), repeat=2):
-            phase = out[:, :, :, u, :, v]  # output pixels (2i + u, 2j + v)
-            for (kh, dy), (kw, dx) in itertools.product(_PHASE_TAPS[u], _PHASE_TAPS[v]):
-                phase += taps[:, :, kh, kw, 1 + dy : 1 + dy + height, 1 + dx : 1 + dx + width]
-        return out.view(batch, cout, 2 * height, 2 * width)
+            return _TransposedConvByMatmul.apply(x, self.weight, self.bias)
+        return _transposed_conv_by_matmul(x, self.weight, self.bias)
+
+
+def _transposed_conv_by_matmul(
+    x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor
+) -> torch.Tensor:
+    """conv_transpose2d(x, weight, bias, stride=2, padding=1) for a 4×4 kernel:
+    (B, Cin, H, W) → (B, Cout, 2H, 2W)."""
+    batch, cin, height, width = x.shape
+    cout = weight.shape[1]
+    taps = x.permute(0, 2, 3, 1).reshape(-1, cin) @ weight.reshape(cin, -1)
+    taps = taps.view(batch, height, width, cout, 4, 4).permute(0, 3, 4, 5, 1, 2)
+    shape = (batch, cout, height, 2, width, 2)
+    out = bias.view(1, cout, 1, 1, 1, 1).expand(shape).contiguous()
+    for u, v in itertools.product((0, 1), repeat=2):
+        phase = out[:, :, :, u, :, v]  # output pixels (2i + u, 2j + v)
+        for (kh, dy), (kw, dx) in itertools.product(_PHASE_TAPS[u], _PHASE_TAPS[v]):
+            (to_rows, from_rows), (to_cols, from_cols) = _shift(height, dy), _shift(width, dx)
+            phase[:, :, to_rows, to_cols] += taps[:, :, kh, kw, from_rows, from_cols]
+    return out.view(batch, cout, 2 * height, 2 * width)
+
+
+def _shift(length: int, offset: int) -> tuple[slice, slice]:
+    """(to, from): the output positions i along an axis of ``length`` whose input i + offset
+    lies inside it, and those inputs. Inputs beyond the border are the transposed
+    convolution's zeros and add nothing."""
+    return (slice(max(-offset, 0), length - max(offset, 0)),
+            slice(max(offset, 0), length + min(offset, 0)))  # fmt: skip
+
+
+class _TransposedConvByMatmul(torch.autograd.Function):
+    """``_transposed_conv_by_matmul`` forward, the transposed convolution's backward."""
+
+    @staticmethod
+    def forward(  # type: ignore[override]
+        ctx: Any, x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor
+    ) -> torch.Tensor:
+        ctx.save_for_backward(x, weight)
+        return _transposed_conv_by_matmul(x, weight, bias)
+
+    @staticmethod
+    def backward(ctx: Any, grad: torch.Tensor) -> tuple[torch.Tensor | None, ...]:
+        x, weight = ctx.saved_tensors
+        return torch.ops.aten.convolution_backward(
+            grad, x, weight, [weight.shape[1]],
+            stride=[2, 2], padding=[1, 1], dilation=[1, 1], transposed=True,
+            output_padding=[0, 0], groups=1, output_mask=list(ctx.needs_input_grad),
+        )  # fmt: skip
 
 
 def _with_activations(layers: list[nn.Module]) -> nn.Sequential:

@@ -163,12 +163,17 @@ def test_gradients_flow_and_module_equals_function() -> None:
     assert loss.item() == pytest.approx(ssim_loss(guess, target, window=7).item(), abs=1e-7)
 
 
-def test_closed_form_loss_gradient_equals_autograd(monkeypatch: pytest.MonkeyPatch) -> None:
-    """The training loss's closed-form gradient against autograd through the SSIM map, with
-    the blur as matrix products and as a convolution (float64, three channels)."""
+@pytest.mark.parametrize(("height", "width", "window"), [(40, 36, 11), (33, 17, 3), (7, 5, 11)])
+def test_closed_form_loss_gradient_equals_autograd(
+    height: int, width: int, window: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The training loss and its closed-form gradient (blurred in bands) against autograd
+    through the SSIM map, with the blur as dense matrix products and as a convolution
+    (float64, three channels; sides that are and are not multiples of the band block, and
+    smaller than the window)."""
     generator = torch.Generator().manual_seed(5)
-    target = torch.rand(3, 3, 40, 36, generator=generator, dtype=torch.float64)
-    guess = torch.rand(3, 3, 40, 36, generator=generator, dtype=torch.float64)
+    target = torch.rand(3, 3, height, width, generator=generator, dtype=torch.float64)
+    guess = torch.rand(3, 3, height, width, generator=generator, dtype=torch.float64)
 
     def gradient(loss_of: Callable[[torch.Tensor], torch.Tensor]) -> tuple[float, torch.Tensor]:
         leaf = guess.clone().requires_grad_(True)
@@ -176,10 +181,10 @@ def test_closed_form_loss_gradient_equals_autograd(monkeypatch: pytest.MonkeyPat
         loss.backward()
         return loss.item(), leaf.grad
 
-    closed_loss, closed = gradient(lambda p: ssim_loss(p, target))
+    closed_loss, closed = gradient(lambda p: ssim_loss(p, target, window=window))
     for blur_side in (256, 0):  # matrix products, then the convolution
         monkeypatch.setattr(ssim_module, "MATMUL_BLUR_MAX_SIDE", blur_side)
-        loss, reference = gradient(lambda p: (1 - ssim_map(p, target)).mean())
+        loss, reference = gradient(lambda p: (1 - ssim_map(p, target, window=window)).mean())
         assert closed_loss == pytest.approx(loss, abs=1e-12)
         torch.testing.assert_close(closed, reference, atol=1e-12, rtol=1e-9)
     assert closed.abs().max() > 1e-6

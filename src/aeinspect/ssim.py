@@ -27,6 +27,9 @@ C3 = C2 / 2
 MIDDLE = 0.5  # moments are accumulated about this value (see _moments)
 # Up to this side the blur runs as matrix products (faster for patches, see _local_means).
 MATMUL_BLUR_MAX_SIDE = 256
+# The training loss blurs in blocks of this many output rows or columns, skipping the zeros
+# of the banded blur operators (see _banded_product).
+BLUR_BLOCK = 16
 
 
 @dataclass(frozen=True)
@@ -84,6 +87,35 @@ def _local_means(stack: torch.Tensor, window: int) -> torch.Tensor:
         rows, cols = (_blur_tensor(n, window, stack) for n in (height, width))
         return torch.matmul(rows, stack @ cols.T)
     return _local_means_by_convolution(stack, window)
+
+
+@lru_cache(maxsize=64)
+def _band_blocks(length: int, radius: int) -> tuple[tuple[slice, slice], ...]:
+    """(outputs, inputs) slices that cover an operator zero beyond ``radius`` of its
+    diagonal: outputs in blocks of BLUR_BLOCK, inputs those within ``radius`` of them."""
+    return tuple(
+        (slice(start, min(start + BLUR_BLOCK, length)),
+         slice(max(start - radius, 0), min(start + BLUR_BLOCK + radius, length)))
+        for start in range(0, length, BLUR_BLOCK)
+    )  # fmt: skip
+
+
+def _banded_product(
+    left: torch.Tensor, stack: torch.Tensor, right: torch.Tensor, radius: int
+) -> torch.Tensor:
+    """left @ stack @ right for a (B, C, H, W) stack and (H, H), (W, W) operators that are
+    zero beyond ``radius`` of their diagonals (a blur with symmetric padding, or its
+    transpose): the same products as the dense ones without the multiplications by zero,
+    about half the time of the dense products for 128² patches."""
+    height, width = stack.shape[2:]
+    horizontal = torch.cat(
+        [stack[..., inputs] @ right[inputs, outputs]
+         for outputs, inputs in _band_blocks(width, radius)], dim=-1,
+    )  # fmt: skip
+    return torch.cat(
+        [left[outputs, inputs] @ horizontal[..., inputs, :]
+         for outputs, inputs in _band_blocks(height, radius)], dim=-2,
+    )  # fmt: skip
 
 
 def _local_means_by_opencv(stack: torch.Tensor, window: int) -> torch.Tensor:
@@ -165,7 +197,7 @@ def ssim_loss(x: torch.Tensor, y: torch.Tensor, *, window: int = 11) -> torch.Te
     fast = x.requires_grad and not y.requires_grad and torch.is_grad_enabled()
     if fast and max(x.shape[2:]) <= MATMUL_BLUR_MAX_SIDE:
         rows, cols = (_blur_tensor(n, window, x) for n in x.shape[2:])
-        return _SSIMLossOfPrediction.apply(x, y, rows, cols)
+        return _SSIMLossOfPrediction.apply(x, y, rows, cols, window // 2)
     return (1.0 - ssim_map(x, y, window=window)).mean()
 
 
@@ -187,10 +219,16 @@ class _SSIMLossOfPrediction(torch.autograd.Function):
 
     @staticmethod
     def forward(  # type: ignore[override]
-        ctx: Any, p: torch.Tensor, t: torch.Tensor, rows: torch.Tensor, cols: torch.Tensor
+        ctx: Any,
+        p: torch.Tensor,
+        t: torch.Tensor,
+        rows: torch.Tensor,
+        cols: torch.Tensor,
+        radius: int,
     ) -> torch.Tensor:
         a, b = p - MIDDLE, t - MIDDLE
-        blurred = rows @ torch.cat([a, b, a * a, b * b, a * b], dim=1) @ cols.T
+        moments = torch.cat([a, b, a * a, b * b, a * b], dim=1)
+        blurred = _banded_product(rows, moments, cols.T, radius)
         mu_a, mu_b, e_aa, e_bb, e_ab = blurred.chunk(5, dim=1)
         m_a, m_b = mu_a + MIDDLE, mu_b + MIDDLE
         lum_num = 2 * m_a * m_b + C1
@@ -201,6 +239,7 @@ class _SSIMLossOfPrediction(torch.autograd.Function):
         ssim = lum_num * cs_num * inverse
         ctx.save_for_backward(a, b, rows, cols, mu_a, mu_b, m_a, m_b, ssim, lum_num, cs_num,
                               lum_den, cs_den, inverse)  # fmt: skip
+        ctx.radius = radius
         return 1.0 - ssim.mean()
 
     @staticmethod
@@ -214,9 +253,9 @@ class _SSIMLossOfPrediction(torch.autograd.Function):
         alpha.sub_((ssim * m_a).div_(lum_den)).add_(beta * mu_a).mul_(2 * step)
         beta.mul_(-step)
         gamma = (lum_num * inverse).mul_(2 * step)
-        spread = rows.T @ torch.cat([alpha, beta, gamma], dim=1) @ cols
+        spread = _banded_product(rows.T, torch.cat([alpha, beta, gamma], dim=1), cols, ctx.radius)
         g_alpha, g_beta, g_gamma = spread.chunk(3, dim=1)
-        return g_alpha + 2 * a * g_beta + b * g_gamma, None, None, None
+        return g_alpha + 2 * a * g_beta + b * g_gamma, None, None, None, None
 
 
 class SSIMLoss(nn.Module):

@@ -4,8 +4,9 @@ same run, and against this machine's fp32 matrix-multiply rate.
     python benchmarks/bench.py [--json bench.json] [--repeats 5] [--device cpu|cuda]
 
 Every figure is the median of several timed runs after warm-up. Every timed run of aeinspect
-is paired with the matmul rate measured just before it, and the ratios are medians over those
-pairs: on a shared machine the rate drifts by ±20 % within minutes. Peak memory is measured
+follows a run of its baseline and a measurement of the matmul rate, and the ratios are medians
+over those triples: on a shared machine the rate drifts by ±20 % within minutes, and the
+baseline with it. Peak memory is measured
 in child processes (their maximum resident set size), one per task. The process sets glibc's
 malloc up as the ``aeinspect`` command does (``runtime.keep_freed_memory``), for both
 aeinspect and the baselines.
@@ -91,18 +92,29 @@ def matmul_gflops_now() -> float:
 
 @dataclass(frozen=True)
 class PairedTiming:
-    """Times of a task and, measured just before each run, the machine's matmul rate.
+    """Times of a task and, measured just before each run, the machine's matmul rate and
+    the baseline's time.
 
-    On a shared machine the rate drifts by ±20 % within minutes; pairing each run with the
-    rate of that moment keeps the ratios honest.
+    On a shared machine the rate drifts by ±20 % within minutes, and the baseline's time
+    (single-window calls, sensitive to the second core's availability) swings between about
+    2.4 and 3.8 s on the same machine; pairing each run with the rate and the baseline of
+    that moment keeps the ratios honest.
     """
 
     seconds: list[float]
     matmul_gflops: list[float]
+    baseline_seconds: list[float]
 
     @property
     def median_seconds(self) -> float:
         return statistics.median(self.seconds)
+
+    @property
+    def speedup(self) -> float:
+        """Median over runs of (the baseline's time) / (the run's time)."""
+        return statistics.median(
+            base / ours for base, ours in zip(self.baseline_seconds, self.seconds, strict=True)
+        )
 
     def work_fraction(self, gflop: float) -> float:
         """Median over runs of (gflop at that moment's matmul rate) / (the run's time)."""
@@ -112,14 +124,20 @@ class PairedTiming:
         )
 
 
-def paired_timing(run: Callable[[], object], repeats: int, warmup: int = 2) -> PairedTiming:
+def paired_timing(
+    run: Callable[[], object], baseline: Callable[[], object], repeats: int, warmup: int = 2
+) -> PairedTiming:
+    """Time ``run`` ``repeats`` times, each run just after a run of ``baseline`` and a
+    measurement of the matmul rate."""
     for _ in range(warmup):
+        baseline()
         run()
-    seconds, rates = [], []
+    seconds, rates, baseline_seconds = [], [], []
     for _ in range(repeats):
+        baseline_seconds.append(median_seconds(baseline, 1, warmup=0))
         rates.append(matmul_gflops_now())
         seconds.append(median_seconds(run, 1, warmup=0))
-    return PairedTiming(seconds, rates)
+    return PairedTiming(seconds, rates, baseline_seconds)
 
 
 def network_gflop(model: nn.Module, patch: int) -> float:
@@ -198,28 +216,34 @@ def segment_files(model_path: Path, image_path: Path, out: Path) -> None:
         write_outputs(result, out, DEFAULT_SAVE)
 
 
-def train_step_timing(batch: int, fast: bool, repeats: int) -> PairedTiming:
-    """aeinspect's training step (``training.train_step``, as ``train`` runs it), or
-    the baseline: one NCHW pass with the five-convolution SSIM."""
-    model = new_model(ModelConfig(patch_size=PATCH, latent=LATENT), seed=0).to(DEVICE)
+def train_steps(batch: int) -> tuple[Callable[[], None], Callable[[], None]]:
+    """aeinspect's training step on a batch of random patches (``training.train_step``, as
+    ``train`` runs it) and the baseline's: one NCHW pass with the five-convolution SSIM.
+    Each has its own model and optimizer."""
     patches = torch.rand(batch, 1, PATCH, PATCH, device=DEVICE)
-    if fast:
-        model = model.to(memory_format=torch.channels_last)
     micro_batch = CPU_MICRO_BATCH if DEVICE.type == "cpu" else batch  # as fit() chooses
-    optimizer = torch.optim.Adam(model.parameters(), lr=2e-4, weight_decay=1e-5)
     noise = torch.Generator().manual_seed(0)
 
-    def baseline_step() -> None:
-        loss = (1 - baseline_ssim_map(model(patches), patches)).mean()
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
-        synchronise()
+    def model_and_optimizer(fast: bool) -> tuple[nn.Module, torch.optim.Optimizer]:
+        model = new_model(ModelConfig(patch_size=PATCH, latent=LATENT), seed=0).to(DEVICE)
+        if fast:
+            model = model.to(memory_format=torch.channels_last)
+        return model, torch.optim.Adam(model.parameters(), lr=2e-4, weight_decay=1e-5)
+
+    ours, ours_optimizer = model_and_optimizer(fast=True)
+    plain, plain_optimizer = model_and_optimizer(fast=False)
 
     def step() -> None:
-        train_step(model, optimizer, patches, noise, micro_batch=micro_batch)
+        train_step(ours, ours_optimizer, patches, noise, micro_batch=micro_batch)
 
-    return paired_timing(step if fast else baseline_step, repeats, warmup=2)
+    def baseline_step() -> None:
+        loss = (1 - baseline_ssim_map(plain(patches), patches)).mean()
+        plain_optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        plain_optimizer.step()
+        synchronise()
+
+    return step, baseline_step
 
 
 def peak_memory_mb(task: str, *args: str) -> dict[str, float]:
@@ -237,7 +261,8 @@ def child(task: str, args: list[str]) -> None:
     if task == "segment":
         segment_files(Path(args[0]), Path(args[1]), Path(args[2]))
     elif task == "train":
-        train_step_timing(128, fast=True, repeats=1)
+        step, _ = train_steps(128)
+        step()
     if DEVICE.type == "cuda":
         print(f"gpu {torch.cuda.max_memory_allocated(DEVICE) / 2**20:.0f}")
     print(f"rss {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f}")
@@ -272,22 +297,25 @@ def bench_segment(
     )
     pixels = cv2.imread(str(image_path), 0).astype(np.float32) / 255
     image = torch.from_numpy(pixels)[None].to(DEVICE)
-    baseline = median_seconds(lambda: baseline_segment(plain, image), repeats, warmup=1)
     out = image_path.parent / "out"
-    ours = paired_timing(lambda: segment_files(model_path, image_path, out), repeats, warmup=1)
-    return {"windows": windows, "seconds": ours.median_seconds, "baseline_seconds": baseline,
-            "speedup": baseline / ours.median_seconds,
-            "matmul_gflops": statistics.median(ours.matmul_gflops),
+    ours = paired_timing(
+        lambda: segment_files(model_path, image_path, out),
+        lambda: baseline_segment(plain, image),
+        repeats,
+        warmup=1,
+    )
+    return {"windows": windows, "seconds": ours.median_seconds,
+            "baseline_seconds": statistics.median(ours.baseline_seconds),
+            "speedup": ours.speedup, "matmul_gflops": statistics.median(ours.matmul_gflops),
             "ratio_to_matmul_bound": 1 / ours.work_fraction(windows * gflop)}  # fmt: skip
 
 
 def bench_train(batch: int, gflop: float, repeats: int) -> dict:
-    ours = train_step_timing(batch, fast=True, repeats=repeats)
-    baseline = train_step_timing(batch, fast=False, repeats=repeats).median_seconds
+    step, baseline_step = train_steps(batch)
+    ours = paired_timing(step, baseline_step, repeats, warmup=2)
     return {"patches_per_second": batch / ours.median_seconds,
-            "baseline_patches_per_second": batch / baseline,
-            "speedup": baseline / ours.median_seconds,
-            "matmul_gflops": statistics.median(ours.matmul_gflops),
+            "baseline_patches_per_second": batch / statistics.median(ours.baseline_seconds),
+            "speedup": ours.speedup, "matmul_gflops": statistics.median(ours.matmul_gflops),
             "fraction_of_matmul": ours.work_fraction(batch * 3 * gflop)}  # fmt: skip
 
 
@@ -328,7 +356,7 @@ def print_table(results: dict) -> None:
           f"({machine['torch_threads']} threads), device {machine.get('gpu', 'cpu')}")  # fmt: skip
     print(
         f"network forward {results['network_gflop_per_patch']:.4f} GFLOP per {PATCH}² patch; "
-        "each ratio pairs every timed run with the fp32 matmul rate just before it"
+        "each ratio pairs every timed run with the baseline and fp32 matmul rate just before it"
     )
     if machine["device"] != "cpu":
         print("on a GPU cuDNN convolutions run in TF32, so the fp32 matmul rate is no bound: "

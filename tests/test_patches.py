@@ -173,9 +173,10 @@ def test_rotated_patches_stay_inside_the_image() -> None:
 
 
 def test_segmenter_fast_path_equals_the_plain_network() -> None:
-    """The Segmenter (channels-last weights, batched windows, one SSIM per image) gives the
-    residual of a plain NCHW network applied window by window, overlaps summed by hand and
-    SSIM from scikit-image, to 1e-5."""
+    """The Segmenter (channels-last weights, batched windows, the output layer as a matrix
+    product, one SSIM per image) gives the residual of a plain NCHW network of stock torch
+    layers applied window by window, overlaps summed by hand and SSIM from scikit-image, to
+    1e-5."""
     from skimage.metrics import structural_similarity
 
     from aeinspect.checkpoint import ModelFile
@@ -188,6 +189,9 @@ def test_segmenter_fast_path_equals_the_plain_network() -> None:
     plain = new_model(config, seed=1).eval()
     model_file = ModelFile(model=config, preprocess=Preprocess(), train=TrainConfig(),
                            state_dict=plain.state_dict())  # fmt: skip
+    stock = torch.nn.ConvTranspose2d(32, 1, 4, stride=2, padding=1)
+    stock.load_state_dict(plain.decoder[-1].state_dict())
+    plain.decoder[-1] = stock
     pixels = np.random.default_rng(0).random((1, 150, 170)).astype(np.float32)
     fast = Segmenter(model_file, torch.device("cpu")).analyse(
         Image(pixels=pixels, original=pixels), SegmentConfig(stride=30, batch_size=7)

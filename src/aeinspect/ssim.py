@@ -106,7 +106,7 @@ def _banded_product(
     """left @ stack @ right for a (B, C, H, W) stack and (H, H), (W, W) operators that are
     zero beyond ``radius`` of their diagonals (a blur with symmetric padding, or its
     transpose): the same products as the dense ones without the multiplications by zero,
-    about half the time of the dense products for 128² patches."""
+    in about two thirds of the time of the dense products for 128² patches."""
     height, width = stack.shape[2:]
     horizontal = torch.cat(
         [stack[..., inputs] @ right[inputs, outputs]

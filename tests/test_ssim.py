@@ -168,7 +168,7 @@ def test_closed_form_loss_gradient_equals_autograd(
     height: int, width: int, window: int, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """The training loss and its closed-form gradient (blurred in bands) against autograd
-    through the SSIM map, with the blur as dense matrix products and as a convolution
+    through the SSIM map, with the blur as banded matrix products and as a convolution
     (float64, three channels; sides that are and are not multiples of the band block, and
     smaller than the window)."""
     generator = torch.Generator().manual_seed(5)

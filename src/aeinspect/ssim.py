@@ -76,16 +76,17 @@ def _local_means(stack: torch.Tensor, window: int) -> torch.Tensor:
     """Gaussian-weighted local means of every channel of (B, C, H, W), same size.
 
     Three exact ways, by what is fastest where: OpenCV's separable filter on the CPU when
-    no gradient is needed (residual maps); two matrix products with the blur operators for
-    patch-sized images (the training loss, forward and backward are dense GEMMs); and a
-    depthwise separable convolution otherwise (large images on a GPU, or with gradients).
+    no gradient is needed (residual maps); two matrix products with the banded blur
+    operators for patch-sized images (``_banded_product``: GEMMs that skip the operators'
+    zeros, forward and backward); and a depthwise separable convolution otherwise (large
+    images on a GPU, or with gradients).
     """
     height, width = stack.shape[2:]
     if stack.device.type == "cpu" and not stack.requires_grad:
         return _local_means_by_opencv(stack, window)
     if max(height, width) <= MATMUL_BLUR_MAX_SIDE:
         rows, cols = (_blur_tensor(n, window, stack) for n in (height, width))
-        return torch.matmul(rows, stack @ cols.T)
+        return _banded_product(rows, stack, cols.T, window // 2)
     return _local_means_by_convolution(stack, window)
 
 

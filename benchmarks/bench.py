@@ -41,15 +41,17 @@ from torch import nn
 
 from aeinspect.checkpoint import ModelFile, save_model
 from aeinspect.config import ModelConfig, Preprocess, SegmentConfig, TrainConfig
+from aeinspect.decision import Decision
 from aeinspect.images import ImageSource
+from aeinspect.kinds import TrainingBatch
 from aeinspect.models import Autoencoder
 from aeinspect.outputs import DEFAULT_SAVE, write_outputs
-from aeinspect.patches import coverage, window_positions
 from aeinspect.pipeline import segment_images
 from aeinspect.runtime import keep_freed_memory
 from aeinspect.segmentation import Segmenter
 from aeinspect.ssim import C1, C2, gaussian_kernel
 from aeinspect.training import CPU_MICRO_BATCH, new_model, train_step
+from aeinspect.windows import coverage, window_positions
 
 PATCH, LATENT, STRIDE = 128, 100, 30
 SIZES = {"1024x700": (700, 1024), "512x512": (512, 512)}
@@ -212,7 +214,8 @@ def segment_files(model_path: Path, image_path: Path, out: Path) -> None:
 
     segmenter = Segmenter(load_model(model_path), DEVICE)
     source = ImageSource(image_path, Path(image_path.stem))
-    for result in segment_images([source], segmenter, SegmentConfig(), threshold=0.5):
+    decision = Decision(threshold=0.5)
+    for result in segment_images([source], segmenter, SegmentConfig(), decision):
         write_outputs(result, out, DEFAULT_SAVE)
 
 
@@ -222,6 +225,7 @@ def train_steps(batch: int) -> tuple[Callable[[], None], Callable[[], None]]:
     Each has its own model and optimizer."""
     patches = torch.rand(batch, 1, PATCH, PATCH, device=DEVICE)
     micro_batch = CPU_MICRO_BATCH if DEVICE.type == "cpu" else batch  # as fit() chooses
+    batch_of_patches = TrainingBatch.clean(patches)
     noise = torch.Generator().manual_seed(0)
 
     def model_and_optimizer(fast: bool) -> tuple[nn.Module, torch.optim.Optimizer]:
@@ -234,7 +238,7 @@ def train_steps(batch: int) -> tuple[Callable[[], None], Callable[[], None]]:
     plain, plain_optimizer = model_and_optimizer(fast=False)
 
     def step() -> None:
-        train_step(ours, ours_optimizer, patches, noise, micro_batch=micro_batch)
+        train_step(ours, ours_optimizer, batch_of_patches, noise, micro_batch=micro_batch)
 
     def baseline_step() -> None:
         loss = (1 - baseline_ssim_map(plain(patches), patches)).mean()

@@ -33,6 +33,25 @@ def with_blob(image: np.ndarray) -> np.ndarray:
     return painted
 
 
+def as_version_1(payload: dict) -> dict:
+    """A version-2 model-file payload written as version 1 wrote it: the kind's settings
+    flat in ``model`` (samples and blur_sigma, every kind carrying both), the decision as a
+    ``threshold`` entry of value, method and details."""
+    old = dict(payload, format_version=1)
+    model = dict(old["model"])
+    settings = model.pop("settings")
+    old["model"] = {**model, "samples": settings.get("samples", 6),
+                    "blur_sigma": settings.get("blur_sigma", 16.0)}  # fmt: skip
+    decision = old.pop("decision")
+    old["threshold"] = None if decision is None else {
+        "value": decision["threshold"],
+        "method": decision["method"],
+        "details": {**decision["basis"], "opening": decision["opening"],
+                    "min_area": decision["min_area"]},
+    }  # fmt: skip
+    return old
+
+
 def error_line(result) -> str:
     """The one line a failed CLI run wrote to stderr (checked: one line, no traceback)."""
     lines = [line for line in result.stderr.splitlines() if line.strip()]

@@ -9,10 +9,15 @@ from pathlib import Path
 import pytest
 import torch
 
-from aeinspect.checkpoint import ModelFile, Threshold, load_model, save_model
+from aeinspect.checkpoint import ModelFile, load_model, save_model
 from aeinspect.config import ModelConfig, Preprocess, TrainConfig
+from aeinspect.decision import Decision
 from aeinspect.errors import ModelFileError
+from aeinspect.kinds.blur import BlurSettings
+from aeinspect.kinds.vae import VaeSettings
 from aeinspect.models import Autoencoder
+from aeinspect.training import new_model
+from conftest import as_version_1
 
 
 def make_model_file() -> tuple[ModelFile, Autoencoder]:
@@ -23,7 +28,7 @@ def make_model_file() -> tuple[ModelFile, Autoencoder]:
         preprocess=Preprocess(scale=0.5),
         train=TrainConfig(epochs=3),
         state_dict=network.state_dict(),
-        threshold=Threshold(0.25, "area", {"min_area": 25, "opening": 4}),
+        decision=Decision(threshold=0.25, method="area", min_area=25, opening=4),
         history=[{"epoch": 1, "train_loss": 0.5, "val_loss": 0.6, "seconds": 1.0}],
         validation_images=["a.png"],
     )
@@ -38,7 +43,7 @@ def test_save_then_load_gives_identical_output(tmp_path: Path) -> None:
     assert loaded.model == model_file.model
     assert loaded.preprocess == model_file.preprocess
     assert loaded.train == model_file.train
-    assert loaded.threshold == model_file.threshold
+    assert loaded.decision == model_file.decision
     assert loaded.history == model_file.history
     assert loaded.versions["torch"] == torch.__version__
     again = Autoencoder(loaded.model)
@@ -115,5 +120,23 @@ def test_invalid_settings_in_a_file_are_reported_as_damage(tmp_path: Path) -> No
 def test_threshold_is_optional(tmp_path: Path) -> None:
     model_file, _ = make_model_file()
     path = tmp_path / "model.pt"
-    save_model(path, replace(model_file, threshold=None))
-    assert load_model(path).threshold is None
+    save_model(path, replace(model_file, decision=None))
+    assert load_model(path).decision is None
+
+
+@pytest.mark.parametrize("kind", ["ssim", "vae", "blur"])
+def test_version_1_model_files_load_as_they_were_written(kind: str, tmp_path: Path) -> None:
+    settings = {"vae": VaeSettings(samples=4), "blur": BlurSettings(blur_sigma=3.0)}.get(kind)
+    config = ModelConfig(kind=kind, patch_size=32, latent=8, settings=settings)
+    state = {} if kind == "blur" else new_model(config, seed=0).state_dict()
+    decision = Decision(threshold=0.31, method="area", min_area=25, opening=3,
+                        basis={"images": 2, "stride": 30, "supervised": False})  # fmt: skip
+    model_file = ModelFile(model=config, preprocess=Preprocess(scale=0.5), train=TrainConfig(),
+                           state_dict=state, decision=decision)  # fmt: skip
+    save_model(tmp_path / "new.pt", model_file)
+    payload = as_version_1(torch.load(tmp_path / "new.pt", weights_only=True))
+    torch.save(payload, tmp_path / "old.pt")
+    loaded = load_model(tmp_path / "old.pt")
+    assert loaded.model == config and loaded.decision == decision
+    assert loaded.preprocess == model_file.preprocess
+    assert all(torch.equal(loaded.state_dict[k], v) for k, v in state.items())

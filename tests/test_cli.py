@@ -38,7 +38,7 @@ def test_train_writes_a_model_with_its_settings_and_a_threshold(tiny_model: Path
     assert loaded.model.kind == "ssim"
     assert len(loaded.history) == 2
     assert len(loaded.validation_images) == 2  # round(6 * 0.34) good images held out
-    assert loaded.threshold is not None and loaded.threshold.method == "area"
+    assert loaded.decision is not None and loaded.decision.method == "area"
 
 
 def test_train_summary_as_json(tmp_path: Path, good_folder: Path) -> None:
@@ -91,10 +91,12 @@ def test_json_lines_and_threshold_override(tiny_model: Path, test_folder: Path) 
 
 
 def test_model_threshold_is_used_unless_overridden(tiny_model: Path, test_folder: Path) -> None:
-    stored = load_model(tiny_model).threshold
+    stored = load_model(tiny_model).decision
     result = run("segment", str(test_folder), "-m", str(tiny_model), "--json", "--device", "cpu")
     assert result.exit_code == 0, result.output
-    assert {json.loads(line)["threshold"] for line in result.stdout.splitlines()} == {stored.value}
+    assert {json.loads(line)["threshold"] for line in result.stdout.splitlines()} == {
+        stored.threshold
+    }
 
 
 def test_exit_codes_with_fail_on_defect(tiny_model: Path, test_folder: Path) -> None:

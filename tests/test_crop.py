@@ -15,7 +15,7 @@ from aeinspect.checkpoint import load_model
 from aeinspect.cli import app
 from aeinspect.config import TrainConfig
 from aeinspect.patch_folder import load_patch_pixels, read_patch_folder
-from aeinspect.pipeline import patch_training_data
+from aeinspect.training_data import patch_training_data
 from conftest import error_line
 
 runner = CliRunner()

@@ -44,14 +44,19 @@ def test_evaluate_writes_metrics_and_plots(
     metrics = json.loads((report / "metrics.json").read_text())
     assert metrics["format"] == "aeinspect-metrics/1"
     pixel = metrics["pixel"]
-    for key in ("auroc", "auroc_paper", "aupro"):
-        assert 0.0 <= pixel[key] <= 1.0
+    blob = metrics["per_type"]["blob"]  # the only defect type: its figures are the pooled ones
+    assert (blob["pixel_auroc"], blob["aupro"]) == (pixel["auroc"], pixel["aupro"])
     assert pixel["aupro_fpr_limit"] == 0.3
     assert set(pixel["overlap_quantiles"]) == {"0.01", "0.05", "0.1", "0.2", "0.3"}
     assert set(pixel["overlap_quantiles"]["0.05"]) == {"0.25", "0.5", "0.75"}
     image = metrics["image"]
-    assert image["threshold"] == load_model(tiny_model).threshold.value
-    assert 0.0 <= image["good_correct"] <= 1.0 and 0.0 <= image["defective_correct"] <= 1.0
+    assert image["threshold"] == load_model(tiny_model).decision.threshold
+    segmented = run("segment", str(mvtec_folder / "test"), "-m", str(tiny_model), "--json")
+    records = [json.loads(line) for line in segmented.stdout.splitlines()]
+    flagged = {kind: [r["defective"] for r in records if Path(r["image"]).parent.name == kind]
+               for kind in ("good", "blob")}  # fmt: skip
+    assert image["good_correct"] == 1 - np.mean(flagged["good"])
+    assert image["defective_correct"] == np.mean(flagged["blob"])
     assert set(metrics["per_type"]) == {"blob"}
     assert metrics["per_type"]["blob"]["images"] == 3
     assert metrics["counts"]["images"] == {"blob": 3, "good": 2}
@@ -141,17 +146,19 @@ def test_tune_area_leaves_no_region_of_min_area(
     result = run("tune", str(good), "-m", str(model_copy), "--method", "area",
                  "--min-area", str(min_area))  # fmt: skip
     assert result.exit_code == 0, result.output
-    threshold = load_model(model_copy).threshold
-    assert threshold.method == "area" and threshold.details["min_area"] == min_area
-    assert threshold.details["supervised"] is False
+    decision = load_model(model_copy).decision
+    assert decision.method == "area" and decision.min_area == min_area
+    assert decision.basis["supervised"] is False
     masks = segment_masks(model_copy, good, tmp_path / "out", "--min-area", "0")
     assert largest_regions(masks) < min_area
-    just_below = np.nextafter(np.float32(threshold.value), np.float32(0))  # maps are float32
+    just_below = np.nextafter(np.float32(decision.threshold), np.float32(0))  # maps are float32
     lower = run("segment", str(good), "-m", str(model_copy), "--json", "--min-area", "0",
                 "--threshold", repr(float(just_below)))  # fmt: skip
-    regions = [json.loads(line)["regions"] for line in lower.stdout.splitlines()]
-    if min_area == 1:  # the threshold is the smallest that works: just below it, a region shows
-        assert any(regions)
+    assert lower.exit_code == 0, lower.output
+    # the threshold is the smallest that works: just below it, a region of min_area shows
+    below = segment_masks(model_copy, good, tmp_path / "below", "--min-area", "0",
+                          "--threshold", repr(float(just_below)))  # fmt: skip
+    assert largest_regions(below) >= min_area
 
 
 @pytest.mark.parametrize("fpr", [0.0, 0.05, 0.3])
@@ -183,12 +190,22 @@ def test_tuned_threshold_is_used_by_segment_unless_overridden(
     assert {json.loads(line)["threshold"] for line in overridden.stdout.splitlines()} == {0.123}
 
 
-def test_tune_f1_is_recorded_as_supervised(model_copy: Path, mvtec_folder: Path) -> None:
+def test_tune_f1_is_recorded_as_supervised(
+    model_copy: Path, mvtec_folder: Path, tmp_path: Path
+) -> None:
     result = run("tune", "-m", str(model_copy), "--method", "f1", "--dataset", str(mvtec_folder))
     assert result.exit_code == 0, result.output
-    threshold = load_model(model_copy).threshold
-    assert threshold.method == "f1" and threshold.details["supervised"] is True
-    assert 0.0 <= threshold.details["f1"] <= 1.0
+    decision = load_model(model_copy).decision
+    assert decision.method == "f1" and decision.basis["supervised"] is True
+    masks = segment_masks(model_copy, mvtec_folder / "test", tmp_path / "out", "--min-area", "0")
+    truths = [cv2.imread(str(mvtec_folder / "ground_truth" / "blob" / f"{i}_mask.png"), 0) > 0
+              for i in range(3)]  # fmt: skip
+    truth = np.concatenate(
+        [t.ravel() for t in truths] + [np.zeros(m.size, bool) for m in masks[3:]]
+    )
+    marked = np.concatenate([m.ravel() > 0 for m in masks])  # blob/0..2 sort before good/
+    f1 = 2 * (marked & truth).sum() / (marked.sum() + truth.sum())
+    assert decision.basis["f1"] == pytest.approx(f1, abs=0.02)
     refused = run("tune", "-m", str(model_copy), "--method", "f1")
     assert refused.exit_code == 2
     assert (
@@ -207,7 +224,8 @@ def test_tune_grid_trains_and_evaluates_each_setting(
     rows = json.loads((out / "table2.json").read_text())
     assert [(r["parameter"], r["value"]) for r in rows] == [("latent", 4), ("latent", 8),
                                                            ("window", 7)]  # fmt: skip
-    assert all(0 <= r["pixel_auroc"] <= 1 for r in rows)
+    evaluated = run("evaluate", str(mvtec_folder), "-m", str(out / "latent-4.pt"), "--json")
+    assert rows[0]["pixel_auroc"] == json.loads(evaluated.stdout)["pixel"]["auroc"]
     assert load_model(out / "window-7.pt").model.window == 7
     assert load_model(out / "latent-4.pt").model.latent == 4
     bad = run("tune", str(mvtec_folder / "train" / "good"), "-m", str(tiny_model), "--grid",

@@ -6,14 +6,9 @@ import numpy as np
 import pytest
 import torch
 
-from aeinspect.losses import residual_map
-from aeinspect.patches import (
-    blend_profile,
-    coverage,
-    reconstruct_by_windows,
-    sample_patches,
-    window_positions,
-)
+from aeinspect.kinds.ssim import ssim_residual
+from aeinspect.patches import sample_patches
+from aeinspect.windows import blend_profile, coverage, reconstruct_by_windows, window_positions
 
 
 @pytest.mark.parametrize(("length", "patch", "stride"), [(700, 128, 30), (128, 128, 30),
@@ -60,7 +55,7 @@ def test_identity_model_reconstructs_exactly(shape: tuple[int, int, int]) -> Non
     windows = len(window_positions(padded_h, 32, 7)) * len(window_positions(padded_w, 32, 7))
     assert sum(calls) == windows  # every window reconstructed once
     assert max(calls) <= 16 and len(calls) == -(-windows // 16)  # in batches of 16
-    residual = residual_map("ssim", image[None], recon[None], window=11)
+    residual = ssim_residual(image[None], recon[None], window=11)
     assert residual.abs().max() < 1e-4
 
 

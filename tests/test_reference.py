@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 import torch
 from skimage.metrics import structural_similarity
+from sklearn.metrics import roc_auc_score
 from typer.testing import CliRunner
 
 from aeinspect.checkpoint import load_model, save_model
@@ -19,7 +20,7 @@ from aeinspect.cli import app
 from aeinspect.config import SegmentConfig
 from aeinspect.images import Image
 from aeinspect.segmentation import Segmenter
-from conftest import stripes
+from conftest import as_version_1, stripes
 
 runner = CliRunner()
 CPU = torch.device("cpu")
@@ -36,9 +37,9 @@ def blur_model(tmp_path_factory: pytest.TempPathFactory, good_folder: Path) -> P
 
 def test_blur_reference_stores_settings_and_a_threshold_only(blur_model: Path) -> None:
     model_file = load_model(blur_model)
-    assert model_file.model.kind == "blur" and model_file.model.blur_sigma == 4
+    assert model_file.model.kind == "blur" and model_file.model.settings.blur_sigma == 4
     assert model_file.state_dict == {} and model_file.history == []
-    assert model_file.threshold is not None and model_file.threshold.method == "area"
+    assert model_file.decision is not None and model_file.decision.method == "area"
     assert len(model_file.validation_images) == 2
 
 
@@ -69,7 +70,12 @@ def test_blur_reference_segments_and_evaluates_like_a_model(
     assert result.exit_code == 0, result.output
     metrics = json.loads((tmp_path / "report" / "metrics.json").read_text())
     assert metrics["model"]["kind"] == "blur"
-    assert 0 <= metrics["pixel"]["auroc"] <= 1
+    segmented = runner.invoke(app, ["segment", str(mvtec_folder / "test"), "-m", str(blur_model),
+                                    "--json"])  # fmt: skip
+    records = [json.loads(line) for line in segmented.stdout.splitlines()]
+    labels = [Path(r["image"]).parent.name != "good" for r in records]
+    expected = roc_auc_score(labels, [r["max_residual"] for r in records])
+    assert metrics["image"]["auroc"] == pytest.approx(expected, abs=1e-4)
 
 
 def test_smoothing_blurs_the_residual_before_it_is_resized(
@@ -170,7 +176,7 @@ def test_bad_residual_settings_are_refused(
 def test_model_files_from_before_these_settings_read_with_the_paper_defaults(
     tiny_model: Path, tmp_path: Path
 ) -> None:
-    payload = torch.load(tiny_model, weights_only=True)
+    payload = as_version_1(torch.load(tiny_model, weights_only=True))
     for key in ("blend", "smooth", "residual_scale", "blur_sigma"):
         del payload["model"][key]
     torch.save(payload, tmp_path / "old.pt")

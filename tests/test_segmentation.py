@@ -6,7 +6,7 @@ import cv2
 import numpy as np
 import pytest
 
-from aeinspect.segmentation import compute_mask, largest_region, opening_kernel
+from aeinspect.masks import compute_mask, largest_region, opening_kernel
 from aeinspect.thresholds import threshold_by_area
 
 

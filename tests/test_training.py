@@ -9,8 +9,9 @@ import torch
 from aeinspect import training
 from aeinspect.config import ModelConfig, TrainConfig
 from aeinspect.errors import TrainingError
-from aeinspect.pipeline import split_images
+from aeinspect.kinds import TrainingBatch
 from aeinspect.training import EpochRecord, evaluate_loss, fit, new_model
+from aeinspect.training_data import split_images
 
 
 def stripe_patches(count: int, seed: int) -> torch.Tensor:
@@ -100,7 +101,8 @@ def test_micro_batches_give_the_gradient_and_loss_of_one_pass(kind: str) -> None
         model = new_model(ModelConfig(kind=kind, patch_size=32, latent=8), seed=0)
         frozen = torch.optim.SGD(model.parameters(), lr=0.0)  # keeps .grad after the step
         noise = torch.Generator().manual_seed(0)
-        loss = training.train_step(model, frozen, patches, noise, micro_batch=micro_batch)
+        batch = TrainingBatch.clean(patches)
+        loss = training.train_step(model, frozen, batch, noise, micro_batch=micro_batch)
         results.append((loss, [p.grad.clone() for p in model.parameters()]))
     (whole_loss, whole), (sliced_loss, sliced) = results
     assert sliced_loss == pytest.approx(whole_loss, rel=1e-6)

@@ -19,15 +19,16 @@ from aeinspect.config import ModelConfig, Preprocess, SegmentConfig, TrainConfig
 from aeinspect.errors import InputError
 from aeinspect.features import ALEXNET_SHAPES, IMAGENET_MEAN, IMAGENET_STD, load_feature_weights
 from aeinspect.images import Image
-from aeinspect.losses import (
-    feature_matching_loss,
+from aeinspect.kinds import TrainingBatch, get_kind
+from aeinspect.kinds.fm import FeatureMatchingAutoencoder, feature_matching_loss
+from aeinspect.kinds.vae import (
+    Posterior,
+    VaeSettings,
+    VariationalAutoencoder,
     kl_divergence,
-    reconstruction_loss,
-    residual_map,
     vae_loss,
     vae_residual,
 )
-from aeinspect.models import FeatureMatchingAutoencoder, Posterior, VariationalAutoencoder
 from aeinspect.segmentation import Segmenter
 from aeinspect.training import evaluate_loss, fit, new_model
 from conftest import error_line, stripes
@@ -62,7 +63,7 @@ def image_of(seed: int) -> Image:
 
 
 def vae_model_file(samples: int = 6) -> ModelFile:
-    config = ModelConfig(kind="vae", patch_size=32, latent=8, samples=samples)
+    config = ModelConfig(kind="vae", patch_size=32, latent=8, settings=VaeSettings(samples))
     return ModelFile(model=config, preprocess=Preprocess(), train=TrainConfig(),
                      state_dict=new_model(config, seed=0).state_dict())  # fmt: skip
 
@@ -88,9 +89,14 @@ def test_vae_loss_is_the_elbo_per_pixel_value() -> None:
     assert vae_loss(x, recon, prior).item() == pytest.approx(expected, rel=1e-4)
     shifted = Posterior(torch.ones(3, 5, 1, 1), torch.zeros(3, 5, 1, 1))
     assert vae_loss(x, recon, shifted).item() == pytest.approx(expected + 2.5 / 1024, rel=1e-4)
-    assert reconstruction_loss("vae", x, recon, window=11, posterior=shifted) == vae_loss(
-        x, recon, shifted
+
+    model = new_model(ModelConfig(kind="vae", patch_size=32, latent=5), seed=0)
+    loss = get_kind("vae").training_loss(
+        model, TrainingBatch.clean(x), torch.Generator().manual_seed(3)
     )
+    posterior = model.posterior(x)
+    epsilon = torch.randn(posterior.mean.shape, generator=torch.Generator().manual_seed(3))
+    assert loss == vae_loss(x, model.decoder(posterior.sample(epsilon)), posterior)
 
 
 def test_vae_shapes() -> None:
@@ -108,7 +114,7 @@ def test_vae_shapes() -> None:
 def test_vae_residual_for_one_sample_is_the_gaussian_nll() -> None:
     x = torch.rand(2, 1, 20, 30)
     recon = torch.rand(2, 1, 1, 20, 30)
-    residual = residual_map("vae", x, recon, window=11)
+    residual = get_kind("vae").residual_map(x, recon, window=11)
     assert residual.shape == (2, 20, 30)
     expected = 0.5 * (x - recon[:, 0]) ** 2 + HALF_LOG_2PI
     torch.testing.assert_close(residual, expected[:, 0], atol=1e-6, rtol=0)
@@ -186,7 +192,7 @@ def test_feature_matching_loss_and_frozen_features(alexnet_file: Path) -> None:
     recon = model(x)
     mse = torch.mean((x - recon) ** 2)
     distance = ((model.features(recon) - model.features(x)) ** 2).sum() / 4
-    loss = reconstruction_loss("fm", x, recon, window=11, features=model.features)
+    loss = get_kind("fm").training_loss(model, TrainingBatch.clean(x), torch.Generator())
     torch.testing.assert_close(loss, mse + distance / 1024)
     assert distance > 0
     loss.backward()
@@ -266,9 +272,9 @@ def test_train_then_segment_round_trip(
     ])  # fmt: skip
     assert trained.exit_code == 0, trained.output
     loaded = load_model(model)
-    assert loaded.model.kind == kind and loaded.threshold is not None
+    assert loaded.model.kind == kind and loaded.decision is not None
     if kind == "vae":
-        assert loaded.model.samples == 4
+        assert loaded.model.settings.samples == 4
     else:  # the features travel in the model file: segment needs no --features
         for key, value in load_feature_weights(alexnet_file).items():
             torch.testing.assert_close(loaded.state_dict[key], value, atol=0, rtol=0)

@@ -34,12 +34,13 @@ import numpy as np
 import torch
 
 from aeinspect.checkpoint import ModelFile, save_model
-from aeinspect.config import ModelConfig, Preprocess, SegmentConfig, TrainConfig
+from aeinspect.config import CropConfig, ModelConfig, Preprocess, SegmentConfig, TrainConfig
 from aeinspect.images import find_images, read_image
-from aeinspect.pipeline import train_model
+from aeinspect.pipeline import Progress, train_model
 from aeinspect.runtime import select_device
 from aeinspect.segmentation import Segmenter
 from aeinspect.ssim import ssim_components
+from aeinspect.training_data import TrainingInputs
 
 SQUARES = (8, 12, 16, 24)  # side of one square, pixels
 ANGLES = (0.0, 15.0, 30.0, 45.0, 60.0, 75.0)  # degrees
@@ -115,9 +116,9 @@ def train(kind: str, args: argparse.Namespace, out: Path, device: torch.device) 
         print(f"   epoch {record.epoch:>3}  train {record.train_loss:.5f}  "
               f"val {record.val_loss:.5f}  {record.seconds:5.1f} s", file=sys.stderr)  # fmt: skip
 
+    inputs = TrainingInputs(find_images([str(out / "train")]), Preprocess(), CropConfig())
     model_file, _ = train_model(
-        find_images([str(out / "train")]),
-        preprocess=Preprocess(),
+        inputs,
         model_config=ModelConfig(kind=kind, patch_size=args.size, latent=args.latent),
         train_config=TrainConfig(
             num_patches=args.num,
@@ -128,7 +129,7 @@ def train(kind: str, args: argparse.Namespace, out: Path, device: torch.device) 
             seed=args.seed,
         ),  # fmt: skip
         device=device,
-        on_epoch=show,
+        progress=Progress(on_epoch=show),
     )
     save_model(out / f"{kind}.pt", model_file)
     return model_file

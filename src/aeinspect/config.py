@@ -7,24 +7,33 @@ whatever produced a number can be read back beside it.
 from __future__ import annotations
 
 import dataclasses
+import typing
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
+from aeinspect.decision import DEFAULT_OPENING
 from aeinspect.errors import InputError
+from aeinspect.windows import BLENDS
 
-MODEL_KINDS = ("ssim", "l2", "vae", "fm", "blur")
-BLENDS = ("uniform", "gaussian", "hann")
-
+DEFAULT_KIND = "ssim"  # the paper's method
 T = TypeVar("T")
 
 
 def from_dict(cls: type[T], data: dict[str, Any]) -> T:
-    """Build a config dataclass from a dict, ignoring no key silently."""
+    """Build a config dataclass from a dict (nested config dataclasses from nested dicts),
+    ignoring no key silently."""
     names = {f.name for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
     unknown = set(data) - names
     if unknown:
         raise InputError(f"unknown {cls.__name__} settings: {sorted(unknown)}")
-    return cls(**data)
+    hints = typing.get_type_hints(cls)
+    values = {
+        name: from_dict(hints[name], value)
+        if dataclasses.is_dataclass(hints[name]) and isinstance(value, dict)
+        else value
+        for name, value in data.items()
+    }
+    return cls(**values)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -60,68 +69,82 @@ def check_patch_size(size: int) -> None:
 
 @dataclass(frozen=True, kw_only=True)
 class ModelConfig:
-    """The autoencoder of the paper's Table 1 and the residual it is judged by.
+    """The model kind, the Table 1 network it builds on, and how its residual is formed.
 
     Attributes:
-        kind: "ssim" (1 − SSIM loss and residual), "l2" (squared error), "vae" (variational;
-            residual −log p(x | z1…zN)), "fm" (L2 plus AlexNet feature matching; squared
-            error residual), see ``losses``; or "blur": no network and no training, the
-            "reconstruction" is the image blurred by a Gaussian of ``blur_sigma`` pixels and
-            the residual is 1 − SSIM; the reference that a trained model must beat.
+        kind: the model kind, one module of ``aeinspect.kinds`` ("ssim", the paper's method,
+            by default; "l2", "vae", "fm", the paper's comparison; "blur", the untrained
+            reference; …); it owns the loss and the residual map.
         patch_size: P, the side of the square input; a multiple of 16, at least 32.
         channels: k, the number of image channels (1 or 3).
         latent: d, the size of the latent code.
         window: K, the odd side of the SSIM Gaussian window (σ = 1.5).
-        samples: N, latent samples decoded per window for the residual (vae only).
         blend: how overlapping window reconstructions are averaged: "uniform" (the paper's
             plain mean) or "gaussian"/"hann" (each window weighted by a profile that is
-            largest at its centre; see ``patches.blend_profile``).
+            largest at its centre; see ``windows.blend_profile``).
         smooth: σ in pixels of a Gaussian applied to the residual map before it is resized
             back and thresholded (0 = none, the paper).
         residual_scale: F ≥ 1: the residual compares image and reconstruction both reduced
             F-fold by area averaging, and is brought back bilinearly (1 = full resolution,
             the paper). Not for "vae", whose residual is a likelihood of its samples.
-        blur_sigma: σ in pixels of the "blur" reference's reconstruction.
+        settings: the kind's own settings (its ``settings_type``, e.g. the vae's samples N);
+            None gives the kind's defaults.
     """
 
-    kind: str = "ssim"
+    kind: str = DEFAULT_KIND
     patch_size: int = 128
     channels: int = 1
     latent: int = 100
     window: int = 11
-    samples: int = 6
     blend: str = "uniform"
     smooth: float = 0.0
     residual_scale: int = 1
-    blur_sigma: float = 16.0
+    settings: Any = None
 
     def __post_init__(self) -> None:
-        if self.kind not in MODEL_KINDS:
-            raise InputError(f"--model must be one of {', '.join(MODEL_KINDS)}, got {self.kind!r}")
+        from aeinspect.kinds import get_kind  # the kinds build on this module
+
+        kind = get_kind(self.kind)
+        if self.settings is None:
+            object.__setattr__(self, "settings", kind.settings_type())
+        elif not isinstance(self.settings, kind.settings_type):
+            raise InputError(
+                f"settings of --model {self.kind} must be {kind.settings_type.__name__}, got "
+                f"{type(self.settings).__name__}"
+            )
+        self._check_common()
+        kind.check(self)
+
+    def _check_common(self) -> None:
         check_patch_size(self.patch_size)
-        if self.channels not in (1, 3):
-            raise InputError(f"--channels must be 1 or 3, got {self.channels}")
-        if self.blend not in BLENDS:
-            raise InputError(f"--blend must be one of {', '.join(BLENDS)}, got {self.blend!r}")
-        if not 0 <= self.smooth <= 64:
-            raise InputError(f"--smooth must be in [0, 64] pixels, got {self.smooth}")
-        if not 1 <= self.residual_scale <= 16:
-            raise InputError(f"--residual-scale must be in [1, 16], got {self.residual_scale}")
-        if self.residual_scale > 1 and self.kind == "vae":
-            raise InputError(
-                "--residual-scale is for ssim, l2, fm and blur: a vae's residual is the "
-                "likelihood of its samples"
-            )
-        if not 0 < self.blur_sigma <= 256:
-            raise InputError(f"--blur-sigma must be in (0, 256] pixels, got {self.blur_sigma}")
-        if self.latent < 1:
-            raise InputError(f"--latent must be at least 1, got {self.latent}")
-        if self.samples < 1:
-            raise InputError(f"--samples must be at least 1, got {self.samples}")
-        if self.window < 3 or self.window % 2 == 0 or self.window > self.patch_size:
-            raise InputError(
-                f"--window must be odd, at least 3 and at most the patch size, got {self.window}"
-            )
+        checks = [
+            (self.channels in (1, 3), f"--channels must be 1 or 3, got {self.channels}"),
+            (self.blend in BLENDS,
+             f"--blend must be one of {', '.join(BLENDS)}, got {self.blend!r}"),
+            (0 <= self.smooth <= 64, f"--smooth must be in [0, 64] pixels, got {self.smooth}"),
+            (1 <= self.residual_scale <= 16,
+             f"--residual-scale must be in [1, 16], got {self.residual_scale}"),
+            (self.latent >= 1, f"--latent must be at least 1, got {self.latent}"),
+            (3 <= self.window <= self.patch_size and self.window % 2 == 1,
+             f"--window must be odd, at least 3 and at most the patch size, got {self.window}"),
+        ]  # fmt: skip
+        _raise_first(checks)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> ModelConfig:
+        """The inverse of ``dataclasses.asdict``: the kind's settings from their dict."""
+        from aeinspect.kinds import get_kind
+
+        values = dict(data)
+        settings = values.pop("settings", None) or {}
+        kind = get_kind(values.get("kind", DEFAULT_KIND))
+        return from_dict(cls, {**values, "settings": from_dict(kind.settings_type, settings)})
+
+
+def _raise_first(checks: list[tuple[bool, str]]) -> None:
+    for ok, message in checks:
+        if not ok:
+            raise InputError(message)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -188,33 +211,86 @@ class TrainConfig:
                 f"--max-minutes must be positive, got {self.max_minutes}",
             ),
         ]
-        for ok, message in checks:
-            if not ok:
-                raise InputError(message)
+        _raise_first(checks)
 
 
 @dataclass(frozen=True, kw_only=True)
 class SegmentConfig:
-    """How a residual map becomes a defect mask.
+    """How an image is reconstructed and its residual map computed (the operating point that
+    turns the map into a mask is a ``decision.Decision``).
 
     Attributes:
         stride: step s of the sliding P×P window, in preprocessed pixels.
-        opening: diameter D of the circular opening (0 = no opening).
-        min_area: connected regions smaller than this many pixels are dropped (0 = keep all).
         batch_size: windows reconstructed per forward call.
     """
 
     stride: int = 30
-    opening: int = 4
-    min_area: int = 0
     batch_size: int = 32
 
     def __post_init__(self) -> None:
         if self.stride < 1:
             raise InputError(f"--stride must be at least 1, got {self.stride}")
-        if self.opening < 0:
-            raise InputError(f"--opening must be >= 0, got {self.opening}")
-        if self.min_area < 0:
-            raise InputError(f"--min-area must be >= 0, got {self.min_area}")
         if self.batch_size < 1:
             raise InputError(f"--batch-size must be at least 1, got {self.batch_size}")
+
+
+TUNE_METHODS = ("area", "fpr", "f1")
+
+
+@dataclass(frozen=True, kw_only=True)
+class TuneConfig:
+    """How ``tune`` chooses the threshold (SPEC §1 "Thresholds").
+
+    Attributes:
+        method: "area" (no region of ``min_area`` pixels on the good images), "fpr" (at most
+            a fraction ``fpr`` of their pixels marked) or "f1" (best pixel F1 on a labelled
+            set; supervised).
+        min_area: the region size the area rule must not reach, ≥ 1; kept as the minimum
+            region area of the decision it makes.
+        fpr: the fpr rule's largest marked fraction of good pixels, in [0, 1).
+        opening: diameter D of the circular opening the rules apply (0 = none).
+    """
+
+    method: str = "area"
+    min_area: int = 25
+    fpr: float = 0.01
+    opening: int = DEFAULT_OPENING
+
+    def __post_init__(self) -> None:
+        checks = [
+            (self.method in TUNE_METHODS,
+             f"--method must be area, fpr or f1, got {self.method!r}"),
+            (self.min_area >= 1, f"--min-area must be at least 1, got {self.min_area}"),
+            (0 <= self.fpr < 1, f"--fpr must be in [0, 1), got {self.fpr}"),
+            (self.opening >= 0, f"--opening must be >= 0, got {self.opening}"),
+        ]  # fmt: skip
+        _raise_first(checks)
+
+
+@dataclass(frozen=True)
+class Shard:
+    """Share ``index`` of ``count`` of an image list: items index, index + count, …, so that
+    ``count`` array jobs can split one folder.
+
+    Attributes:
+        index: i, 0-based, below ``count``.
+        count: n ≥ 1.
+    """
+
+    index: int = 0
+    count: int = 1
+
+    @classmethod
+    def parse(cls, text: str) -> Shard:
+        """``"i/n"`` → Shard(i, n).
+
+        Raises:
+            InputError: not two integers with 0 <= i < n.
+        """
+        parts = text.split("/")
+        if len(parts) != 2 or not all(p.isdigit() for p in parts) or int(parts[0]) >= int(parts[1]):
+            raise InputError(f"--shard must be i/n with 0 <= i < n, got {text!r}")
+        return cls(int(parts[0]), int(parts[1]))
+
+    def select(self, items: list[T]) -> list[T]:
+        return items[self.index :: self.count]

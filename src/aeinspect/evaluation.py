@@ -17,7 +17,9 @@ from sklearn.metrics import roc_auc_score
 
 from aeinspect.config import SegmentConfig
 from aeinspect.dataset import GOOD, TestImage, read_mask
+from aeinspect.decision import Decision
 from aeinspect.images import read_image
+from aeinspect.masks import decide, open_mask
 from aeinspect.metrics import (
     KEY_COUNT,
     auc,
@@ -30,7 +32,7 @@ from aeinspect.metrics import (
     roc_curve,
     score_keys,
 )
-from aeinspect.segmentation import Segmenter, compute_mask, open_mask
+from aeinspect.segmentation import Segmenter
 
 OVERLAP_FPRS = (0.01, 0.05, 0.1, 0.2, 0.3)
 AUPRO_LIMIT = 0.3
@@ -48,15 +50,6 @@ class TypeStats:
     flagged: list[bool] = field(default_factory=list)
 
 
-@dataclass(frozen=True)
-class Decision:
-    """The operating point that classifies images: threshold, opening and minimum area."""
-
-    threshold: float
-    opening: int
-    min_area: int
-
-
 @dataclass
 class Evidence:
     """Everything ``evaluate`` collects; the metrics are computed from it."""
@@ -71,9 +64,13 @@ def collect(
     segmenter: Segmenter,
     config: SegmentConfig,
     decision: Decision | None,
+    *,
+    opening: int,
     on_image: Callable[[TestImage], None] | None = None,
 ) -> Evidence:
-    """Segment every test image and accumulate what the metrics need."""
+    """Segment every test image and accumulate what the metrics need: the images' verdicts
+    at ``decision`` (when given), and their maps for the paper's protocol, which opens its
+    segmentations with diameter ``opening``."""
     types: dict[str, TypeStats] = {}
     maps = []
     preprocess = segmenter.model_file.preprocess
@@ -87,14 +84,11 @@ def collect(
         stats.region_keys += _region_keys(keys, truth)
         stats.image_scores.append(float(residual.max()))
         if decision is not None:
-            mask = compute_mask(
-                residual, decision.threshold, opening=decision.opening, min_area=decision.min_area
-            )
-            stats.flagged.append(mask.defective)
+            stats.flagged.append(decide(residual, decision).defective)
         maps.append((residual.astype(np.float16), truth))
         if on_image is not None:
             on_image(item)
-    return Evidence(types=types, maps=maps, opening=config.opening)
+    return Evidence(types=types, maps=maps, opening=opening)
 
 
 def _region_keys(keys: np.ndarray, truth: np.ndarray) -> list[np.ndarray]:
@@ -170,19 +164,8 @@ def summarise(evidence: Evidence, decision: Decision | None) -> tuple[dict, Curv
     regions = [keys for s in all_stats for keys in s.region_keys]
     roc = {"all": roc_curve(positives, negatives)}
     pro = {"all": pro_curve(regions, negatives)}
-    per_type = {}
-    for kind in defect_types:
-        stats = evidence.types[kind]
-        type_negatives = stats.negatives + good.negatives
-        roc[kind] = roc_curve(stats.positives, type_negatives)
-        pro[kind] = pro_curve(stats.region_keys, type_negatives)
-        per_type[kind] = {
-            "pixel_auroc": auc(*roc[kind]),
-            "aupro": aupro_from_curve(*pro[kind], AUPRO_LIMIT),
-            "image_auroc": _image_auroc(good.image_scores, stats.image_scores),
-            "images": len(stats.image_scores),
-            "regions": len(stats.region_keys),
-        }
+    per_type = {kind: _type_figures(evidence.types[kind], good, roc, pro, kind)
+                for kind in defect_types}  # fmt: skip
     roc_paper = opened_roc(evidence)
     overlap = overlap_quantiles(regions, negatives, OVERLAP_FPRS)
     defect_scores = [v for k in defect_types for v in evidence.types[k].image_scores]
@@ -207,6 +190,27 @@ def summarise(evidence: Evidence, decision: Decision | None) -> tuple[dict, Curv
         },
     }
     return metrics, Curves(roc=roc, roc_paper=roc_paper, pro=pro, overlap=overlap)
+
+
+def _type_figures(
+    stats: TypeStats,
+    good: TypeStats,
+    roc: dict[str, tuple[np.ndarray, np.ndarray]],
+    pro: dict[str, tuple[np.ndarray, np.ndarray]],
+    kind: str,
+) -> dict[str, float | int | None]:
+    """One defect type's figures against the good images; adds its curves to ``roc`` and
+    ``pro``."""
+    negatives = stats.negatives + good.negatives
+    roc[kind] = roc_curve(stats.positives, negatives)
+    pro[kind] = pro_curve(stats.region_keys, negatives)
+    return {
+        "pixel_auroc": auc(*roc[kind]),
+        "aupro": aupro_from_curve(*pro[kind], AUPRO_LIMIT),
+        "image_auroc": _image_auroc(good.image_scores, stats.image_scores),
+        "images": len(stats.image_scores),
+        "regions": len(stats.region_keys),
+    }
 
 
 def _image_auroc(good_scores: list[float], defect_scores: list[float]) -> float | None:

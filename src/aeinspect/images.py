@@ -139,6 +139,12 @@ def check_image(path: Path) -> None:
         raise InputError(f"cannot use image {path}: {raw.dtype} pixels (need 8- or 16-bit)")
 
 
+def check_readable(sources: Sequence[ImageSource]) -> None:
+    """Decode every image once, so a bad one is reported before any output is written."""
+    for source in sources:
+        check_image(source.path)
+
+
 def _decode(path: Path) -> np.ndarray:
     try:
         data = np.fromfile(path, dtype=np.uint8)

@@ -1,17 +1,16 @@
-"""The convolutional autoencoder of the paper's Table 1, for any patch size P (multiple of 16),
-and its two variants of the paper's comparison: variational and feature matching."""
+"""The convolutional autoencoder of the paper's Table 1, for any patch size P (multiple of 16).
+The kinds build on it (``aeinspect.kinds``): the vae's variational latent layer, fm's
+feature extractor."""
 
 from __future__ import annotations
 
 import itertools
-from dataclasses import dataclass
 from typing import Any
 
 import torch
 from torch import nn
 
 from aeinspect.config import ModelConfig
-from aeinspect.features import AlexNetFeatures
 
 NEGATIVE_SLOPE = 0.2
 
@@ -169,7 +168,7 @@ def _fan_in(layer: nn.Conv2d | nn.ConvTranspose2d) -> float:
 
 
 class Autoencoder(nn.Module):
-    """Encoder and decoder of Table 1 (the ``ssim`` and ``l2`` models).
+    """Encoder and decoder of Table 1 (the network of the ``ssim`` and ``l2`` kinds).
 
     ``forward`` maps a (B, k, P, P) float batch in [0, 1] to its reconstruction of the same
     shape (unbounded: the output layer is linear).
@@ -193,79 +192,6 @@ class Autoencoder(nn.Module):
         expected = (self.config.channels, self.config.patch_size, self.config.patch_size)
         if x.ndim != 4 or tuple(x.shape[1:]) != expected:
             raise ValueError(f"expected (B, {', '.join(map(str, expected))}), got {tuple(x.shape)}")
-
-
-@dataclass(frozen=True)
-class Posterior:
-    """Q(z|x) = N(mean, diag(exp(logvar))) of a batch: mean and logvar are (B, d, 1, 1)."""
-
-    mean: torch.Tensor
-    logvar: torch.Tensor
-
-    def sample(self, noise: torch.Tensor) -> torch.Tensor:
-        """z = mean + exp(logvar / 2) · noise, for standard-normal noise of mean's shape."""
-        return self.mean + torch.exp(0.5 * self.logvar) * noise
-
-
-class VariationalAutoencoder(Autoencoder):
-    """The ``vae`` model: Table 1 with a variational latent layer.
-
-    Conv9 has 2d outputs: the mean and the log-variance of Q(z|x) (d each, both linear). The
-    decoder maps a latent sample z (B, d, 1, 1) to a reconstruction. ``forward`` decodes the
-    posterior mean (deterministic); training and the residual decode random samples.
-    """
-
-    heads = 2
-
-    def posterior(self, x: torch.Tensor) -> Posterior:
-        """Q(z|x) of a (B, k, P, P) batch."""
-        self.check_input(x)
-        mean, logvar = self.encoder(x).chunk(2, dim=1)
-        return Posterior(mean=mean, logvar=logvar)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.decoder(self.posterior(x).mean)
-
-    def sample_reconstructions(
-        self, x: torch.Tensor, samples: int, generator: torch.Generator
-    ) -> torch.Tensor:
-        """Decode ``samples`` draws z_i ~ Q(z|x) per input: (B, k, P, P) → (B, N, k, P, P).
-
-        The standard-normal noise is drawn on the CPU from ``generator``, N·d values per
-        input in batch order, so the draws of an input do not depend on the batch size or
-        the device.
-        """
-        posterior = self.posterior(x)
-        batch, latent = posterior.mean.shape[:2]
-        noise = torch.stack([torch.randn(samples, latent, generator=generator)
-                             for _ in range(batch)])  # fmt: skip
-        noise = noise.to(posterior.mean).view(batch, samples, latent, 1, 1)
-        z = posterior.mean[:, None] + torch.exp(0.5 * posterior.logvar)[:, None] * noise
-        recon = self.decoder(z.flatten(0, 1))
-        return recon.reshape(batch, samples, *recon.shape[1:])
-
-
-class FeatureMatchingAutoencoder(Autoencoder):
-    """The ``fm`` model: the Table 1 autoencoder with the frozen AlexNet layers F that its
-    loss compares input and reconstruction with (``features``, torchvision's key names
-    ``features.0.weight``, …, in its state dict). ``forward`` is the plain autoencoder's."""
-
-    def __init__(self, config: ModelConfig) -> None:
-        super().__init__(config)
-        self.features = AlexNetFeatures()
-
-
-_NETWORKS: dict[str, type[Autoencoder]] = {
-    "ssim": Autoencoder,
-    "l2": Autoencoder,
-    "vae": VariationalAutoencoder,
-    "fm": FeatureMatchingAutoencoder,
-}
-
-
-def build_network(config: ModelConfig) -> Autoencoder:
-    """The network of ``config.kind`` (weights initialised from torch's global generator)."""
-    return _NETWORKS[config.kind](config)
 
 
 def count_parameters(module: nn.Module) -> int:

@@ -10,8 +10,9 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from aeinspect.errors import InputError
 from aeinspect.images import to_uint8, write_bytes_atomic, write_image
-from aeinspect.pipeline import Segmentation
+from aeinspect.segmentation import Segmentation
 
 SAVE_KINDS = ("mask", "residual", "overlay", "recon", "components")
 DEFAULT_SAVE = ("mask", "residual", "overlay")
@@ -19,12 +20,18 @@ RESIDUAL_PNG_SCALE = 65535.0 / 2.0
 OUTLINE_BGR = (0, 0, 255)
 
 
-def parse_save(text: str) -> tuple[str, ...]:
-    """``"mask,residual"`` → ("mask", "residual"); unknown names raise ValueError."""
+def parse_save_option(text: str | None) -> tuple[str, ...]:
+    """``"mask,residual"`` → ("mask", "residual"); None → ``DEFAULT_SAVE``.
+
+    Raises:
+        InputError: an unknown name, or none.
+    """
+    if text is None:
+        return DEFAULT_SAVE
     names = tuple(name.strip() for name in text.split(",") if name.strip())
     unknown = [name for name in names if name not in SAVE_KINDS]
     if unknown or not names:
-        raise ValueError(
+        raise InputError(
             f"--save takes a comma-separated list of {', '.join(SAVE_KINDS)}, got {text!r}"
         )
     return names

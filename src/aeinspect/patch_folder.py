@@ -94,16 +94,8 @@ def write_patch_folder(
     temporary = Path(tempfile.mkdtemp(dir=parent, prefix=f".{output.name}.", suffix=".tmp"))
     try:
         files = _write_pngs(temporary, draw, bit_depths, on_patch)
-        sources = [str(Path(images[i]).absolute()) for i in draw.image_index]
-        manifest = {
-            "format": FORMAT,
-            "format_version": FORMAT_VERSION,
-            "crop": asdict(crop),
-            "preprocess": asdict(preprocess),
-            "images": [str(Path(p).absolute()) for p in images],
-            "patches": [{"file": f, "source": s} for f, s in zip(files, sources, strict=True)],
-            "versions": library_versions(),
-        }
+        manifest = _manifest(files, [images[i] for i in draw.image_index], images, crop,
+                             preprocess)  # fmt: skip
         (temporary / MANIFEST).write_text(json.dumps(manifest, indent=1))
         os.chmod(temporary, 0o777 & ~_umask())
         if output.is_dir():
@@ -113,6 +105,28 @@ def write_patch_folder(
         shutil.rmtree(temporary, ignore_errors=True)
         raise
     return read_patch_folder(output)
+
+
+def _manifest(
+    files: list[str],
+    sources: Sequence[Path],
+    images: Sequence[Path],
+    crop: CropConfig,
+    preprocess: Preprocess,
+) -> dict[str, Any]:
+    """The manifest of patch ``files`` cut from ``sources`` (one each) out of ``images``."""
+    return {
+        "format": FORMAT,
+        "format_version": FORMAT_VERSION,
+        "crop": asdict(crop),
+        "preprocess": asdict(preprocess),
+        "images": [str(Path(p).absolute()) for p in images],
+        "patches": [
+            {"file": f, "source": str(Path(s).absolute())}
+            for f, s in zip(files, sources, strict=True)
+        ],  # fmt: skip
+        "versions": library_versions(),
+    }
 
 
 def _write_pngs(
@@ -188,6 +202,11 @@ def _from_manifest(path: Path, manifest: dict[str, Any]) -> PatchFolder:
         files=files,
         sources=sources,
     )
+
+
+def describe_patch_folder(folder: PatchFolder) -> dict[str, Any]:
+    """What a model file records of the patch folder it was trained on."""
+    return {"path": str(folder.path.absolute()), "crop": asdict(folder.crop)}
 
 
 def load_patch_pixels(folder: PatchFolder) -> np.ndarray:

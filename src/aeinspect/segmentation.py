@@ -1,23 +1,29 @@
-"""Segmenting images with a trained model: window-by-window reconstruction, residual map on
-the whole image, resizing back, threshold, circular opening and small-region removal."""
+"""Segmenting images with a trained model: the kind's analysis of the preprocessed image
+(window-by-window reconstruction and residual map), the residual's smoothing, and both
+brought back to the original size. Thresholds and masks are in ``masks``.
+
+The networks run through a backend, an object with a ``device`` and the kind's ``parts``
+(named functions, e.g. "reconstruct": a batch of windows → their reconstructions).
+``TorchBackend`` runs them in torch; another runtime is one more such class.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Protocol
 
 import cv2
 import numpy as np
 import torch
-import torch.nn.functional as F
-from torch import nn
 
 from aeinspect.checkpoint import ModelFile
-from aeinspect.config import ModelConfig, SegmentConfig
-from aeinspect.images import Image, resize
-from aeinspect.losses import residual_map
-from aeinspect.models import VariationalAutoencoder, build_network
-from aeinspect.patches import reconstruct_by_windows
+from aeinspect.config import SegmentConfig
+from aeinspect.decision import Decision
+from aeinspect.images import Image, ImageSource, resize
+from aeinspect.kinds import get_kind
+from aeinspect.kinds.base import Part
+from aeinspect.masks import Mask
 from aeinspect.ssim import ssim_components
 
 
@@ -45,124 +51,72 @@ class Analysis:
     components: Components | None = None
 
 
-SAMPLING_SEED = 0  # a VAE's latent samples: the same draws for every image and run
-
-
 @dataclass(frozen=True)
-class Mask:
-    """A thresholded, opened segmentation.
+class Segmentation:
+    """One image's result: its analysis and its mask at the operating point used."""
 
-    Attributes:
-        mask: (H, W) uint8, 255 on defects, 0 elsewhere.
-        regions: number of 8-connected defect regions left.
-        defect_pixels: number of defect pixels.
-    """
-
-    mask: np.ndarray
-    regions: int
-    defect_pixels: int
-
-    @property
-    def defective(self) -> bool:
-        return self.defect_pixels > 0
+    source: ImageSource
+    image: Image
+    analysis: Analysis
+    mask: Mask
+    decision: Decision
 
 
-class Segmenter:
-    """A loaded model ready to reconstruct images on one device."""
+class Backend(Protocol):
+    """Where a model's networks run: tensors go to ``device``, ``parts`` computes."""
+
+    device: torch.device
+    parts: Mapping[str, Part]
+
+
+class TorchBackend:
+    """A model file's networks in torch, in eval mode on one device."""
 
     def __init__(self, model_file: ModelFile, device: torch.device) -> None:
-        self.model_file = model_file
+        kind = get_kind(model_file.model.kind)
         self.device = device
-        self.network: nn.Module | None = None
-        if model_file.model.kind != "blur":
-            self.network = build_network(model_file.model)
+        self.network = kind.build_network(model_file.model)
+        if self.network is not None:
             self.network.load_state_dict(model_file.state_dict)
             # channels-last activations run the convolutions faster on CPUs and GPUs alike
             self.network.to(device, memory_format=torch.channels_last).eval()
+        self.parts = kind.inference_parts(self.network)
+
+
+class Segmenter:
+    """A loaded model ready to analyse images: on ``device`` in torch, or on ``backend``."""
+
+    def __init__(
+        self,
+        model_file: ModelFile,
+        device: torch.device | None = None,
+        *,
+        backend: Backend | None = None,
+    ) -> None:
+        self.model_file = model_file
+        self.kind = get_kind(model_file.model.kind)
+        self.backend = backend or TorchBackend(model_file, device or torch.device("cpu"))
 
     @torch.inference_mode()
     def analyse(self, image: Image, config: SegmentConfig, *, components: bool = False) -> Analysis:
-        """Reconstruct ``image`` window by window and compute its residual map on the whole
-        image, then bring both back to the original size.
-
-        A VAE's windows are each reconstructed from N latent samples (``samples`` of the
-        model), stitched per sample; the residual compares the image with all N, and the
-        reconstruction shown is their mean. The samples are drawn from a generator seeded
-        with ``SAMPLING_SEED`` for each image, so an image always gives the same map.
-        """
+        """Residual map and reconstruction of ``image`` as its kind makes them (SPEC §1 steps
+        2–4), the residual smoothed by the model's ``smooth`` σ, both brought back to the
+        original size (step 5)."""
         model = self.model_file.model
-        x = torch.from_numpy(image.pixels).to(self.device)[None]
-        recon = self._reconstruct(x[0], config)
-        if model.kind == "vae":
-            samples = recon.view(-1, *x.shape[1:])  # (N, C, H, W)
-            residual = residual_map(model.kind, x, samples[None], window=model.window)[0]
-            recon = samples.mean(dim=0)
-        else:
-            residual = scaled_residual(model, x, recon[None])[0]
-        residual = residual.cpu().numpy()
+        x = torch.from_numpy(image.pixels).to(self.backend.device)
+        raw = self.kind.analyse(x, self.backend.parts, model, config)
+        residual = raw.residual.cpu().numpy()
         if model.smooth:
             residual = cv2.GaussianBlur(residual, (0, 0), model.smooth,
                                         borderType=cv2.BORDER_REFLECT)  # fmt: skip
         height, width = image.original_size
         return Analysis(
             residual=_to_original_size(residual, height, width),
-            reconstruction=_to_original_size(recon.cpu().numpy(), height, width),
-            components=_components(x, recon[None], model.window, height, width)
+            reconstruction=_to_original_size(raw.reconstruction.cpu().numpy(), height, width),
+            components=_components(x[None], raw.reconstruction[None], model.window, height, width)
             if components
             else None,
         )
-
-    def _reconstruct(self, image: torch.Tensor, config: SegmentConfig) -> torch.Tensor:
-        """(C, H, W) → its (C', H, W) reconstruction: by the network window by window, or
-        for the ``blur`` reference by a Gaussian blur of the whole image."""
-        model = self.model_file.model
-        if self.network is None:
-            return blur_image(image, model.blur_sigma)
-        return reconstruct_by_windows(
-            image,
-            self._window_reconstructor(self.network),
-            patch=model.patch_size,
-            stride=config.stride,
-            batch_size=config.batch_size,
-            blend=model.blend,
-        )
-
-    def _window_reconstructor(self, network: nn.Module) -> Callable[[torch.Tensor], torch.Tensor]:
-        """(B, C, P, P) windows → reconstructions; for a VAE (B, N·C, P, P), N samples each."""
-        if not isinstance(network, VariationalAutoencoder):
-            return network
-        generator = torch.Generator().manual_seed(SAMPLING_SEED)
-        samples = self.model_file.model.samples
-
-        def sampled(windows: torch.Tensor) -> torch.Tensor:
-            return network.sample_reconstructions(windows, samples, generator).flatten(1, 2)
-
-        return sampled
-
-
-def scaled_residual(model: ModelConfig, image: torch.Tensor, recon: torch.Tensor) -> torch.Tensor:
-    """The residual map of (1, C, H, W) image and reconstruction → (1, H, W): at full size,
-    or with ``model.residual_scale`` F > 1 between both reduced to (H/F, W/F) (rounded, at
-    least 1) by area averaging, then resized back to H × W bilinearly (half-pixel centres).
-    Coarser comparison ignores texture finer than F pixels that no reconstruction keeps."""
-    factor = model.residual_scale
-    if factor == 1:
-        return residual_map(model.kind, image, recon, window=model.window)
-    height, width = image.shape[-2:]
-    size = (max(1, round(height / factor)), max(1, round(width / factor)))
-    small_image, small_recon = (F.interpolate(t, size=size, mode="area") for t in (image, recon))
-    coarse = residual_map(model.kind, small_image, small_recon, window=model.window)
-    return F.interpolate(coarse[:, None], size=(height, width), mode="bilinear",
-                         align_corners=False)[:, 0]  # fmt: skip
-
-
-def blur_image(image: torch.Tensor, sigma: float) -> torch.Tensor:
-    """A (C, H, W) float image blurred by a Gaussian of ``sigma`` pixels per channel
-    (symmetric border reflection, kernel ±4σ), on the image's device."""
-    planes = image.cpu().numpy()
-    blurred = [cv2.GaussianBlur(plane, (0, 0), sigma, borderType=cv2.BORDER_REFLECT)
-               for plane in planes]  # fmt: skip
-    return torch.from_numpy(np.stack(blurred)).to(image.device)
 
 
 def _to_original_size(array: np.ndarray, height: int, width: int) -> np.ndarray:
@@ -179,49 +133,3 @@ def _components(
             for m in (maps.luminance, maps.contrast, maps.structure)
         )
     )
-
-
-def opening_kernel(diameter: int) -> np.ndarray | None:
-    """The circular structuring element of SPEC §1, or None for diameter 0."""
-    if diameter == 0:
-        return None
-    return cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (diameter, diameter))
-
-
-def open_mask(marked: np.ndarray, opening: int) -> np.ndarray:
-    """Circular opening of a (H, W) uint8 0/255 mask with diameter ``opening`` (0 = none)."""
-    kernel = opening_kernel(opening)
-    if kernel is None:
-        return marked
-    return cv2.morphologyEx(marked, cv2.MORPH_OPEN, kernel)
-
-
-def threshold_and_open(residual: np.ndarray, threshold: float, opening: int) -> np.ndarray:
-    """(H, W) uint8 mask, 255 where R > t, after the circular opening of diameter ``opening``."""
-    return open_mask(((residual > threshold) * 255).astype(np.uint8), opening)
-
-
-def compute_mask(residual: np.ndarray, threshold: float, *, opening: int, min_area: int) -> Mask:
-    """Threshold (R > t), open, and drop 8-connected regions smaller than ``min_area``.
-
-    Args:
-        residual: (H, W) float32 residual map.
-        threshold: t; pixels strictly above it are candidates.
-        opening: diameter D of the circular opening (0 = none).
-        min_area: smallest region kept, in pixels (0 or 1 = keep all).
-    """
-    marked = threshold_and_open(residual, threshold, opening)
-    count, labels, stats, _ = cv2.connectedComponentsWithStats(marked, connectivity=8)
-    areas = stats[1:, cv2.CC_STAT_AREA]
-    keep = areas >= max(min_area, 1)
-    if not keep.all():
-        lookup = np.concatenate([[0], np.where(keep, 255, 0)]).astype(np.uint8)
-        marked = lookup[labels]
-    return Mask(mask=marked, regions=int(keep.sum()), defect_pixels=int(areas[keep].sum()))
-
-
-def largest_region(residual: np.ndarray, threshold: float, *, opening: int) -> int:
-    """Area in pixels of the largest 8-connected region of the opened segmentation (0 if none)."""
-    marked = threshold_and_open(residual, threshold, opening)
-    count, _, stats, _ = cv2.connectedComponentsWithStats(marked, connectivity=8)
-    return int(stats[1:, cv2.CC_STAT_AREA].max()) if count > 1 else 0

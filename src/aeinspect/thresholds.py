@@ -11,10 +11,7 @@ from collections.abc import Callable, Sequence
 
 import numpy as np
 
-from aeinspect.segmentation import largest_region, threshold_and_open
-
-DEFAULT_MIN_AREA = 25
-DEFAULT_FPR = 0.01
+from aeinspect.masks import largest_region, threshold_and_open
 
 
 def smallest_quiet_threshold(
@@ -37,9 +34,7 @@ def smallest_quiet_threshold(
     return float(candidates[low])
 
 
-def threshold_by_area(
-    residuals: Sequence[np.ndarray], *, min_area: int = DEFAULT_MIN_AREA, opening: int
-) -> float:
+def threshold_by_area(residuals: Sequence[np.ndarray], *, min_area: int, opening: int) -> float:
     """The smallest t at which no opened segmentation of the defect-free maps has an
     8-connected region of ``min_area`` pixels or more (the MVTec AD protocol).
 
@@ -57,9 +52,7 @@ def threshold_by_area(
     return smallest_quiet_threshold(residuals, quiet)
 
 
-def threshold_by_fpr(
-    residuals: Sequence[np.ndarray], *, fpr: float = DEFAULT_FPR, opening: int
-) -> float:
+def threshold_by_fpr(residuals: Sequence[np.ndarray], *, fpr: float, opening: int) -> float:
     """The smallest t at which at most a fraction ``fpr`` of the defect-free pixels is marked
     after the opening."""
     if not 0 <= fpr < 1:

@@ -13,16 +13,11 @@ from typing import Any
 
 import numpy as np
 import torch
+from torch import nn
 
 from aeinspect.config import ModelConfig, TrainConfig
 from aeinspect.errors import TrainingError
-from aeinspect.losses import reconstruction_loss
-from aeinspect.models import (
-    Autoencoder,
-    FeatureMatchingAutoencoder,
-    VariationalAutoencoder,
-    build_network,
-)
+from aeinspect.kinds import Kind, TrainingBatch, get_kind
 
 
 @dataclass(frozen=True)
@@ -81,7 +76,7 @@ class _BestWeights:
     state: dict[str, torch.Tensor] | None = None
     stale: int = 0
 
-    def update(self, loss: float, model: Autoencoder) -> bool:
+    def update(self, loss: float, model: nn.Module) -> bool:
         if loss >= self.loss:
             self.stale += 1
             return False
@@ -95,8 +90,24 @@ class _BestWeights:
 CPU_MICRO_BATCH = 32
 
 
+@dataclass
+class _Run:
+    """What one call of ``fit`` carries from epoch to epoch."""
+
+    model: nn.Module
+    kind: Kind
+    optimizer: torch.optim.Optimizer
+    order: torch.Generator  # batch order and any sampling noise
+    defects: np.random.Generator  # any synthetic defects of the kind
+    started: float
+    deadline: float
+    start_epoch: int
+    last_epoch: int
+    best: _BestWeights
+
+
 def fit(
-    model: Autoencoder,
+    model: nn.Module,
     train_patches: torch.Tensor,
     val_patches: torch.Tensor | None,
     config: TrainConfig,
@@ -107,11 +118,12 @@ def fit(
     on_epoch: Callable[[EpochRecord], None] | None = None,
     on_batch: Callable[[int, int, int], None] | None = None,
 ) -> TrainResult:
-    """Train ``model`` on (N, C, P, P) float32 patches in [0, 1].
+    """Train a kind's network (``new_model``) on (N, C, P, P) float32 patches in [0, 1].
 
     Args:
-        model: the autoencoder, initialised (seeded) by the caller; moved to ``device``.
-        train_patches: (N, C, P, P) patches, kept on the CPU and sent batch by batch.
+        model: the network, initialised (seeded) by the caller; moved to ``device``.
+        train_patches: (N, C, P, P) clean patches, kept on the CPU and sent batch by batch
+            (the kind prepares each batch: ``Kind.training_batch``).
         val_patches: (M, C, P, P) validation patches, or None to judge by training loss.
         config: the schedule and stopping rules.
         device: where to compute.
@@ -121,48 +133,82 @@ def fit(
         on_epoch: called after every epoch with its record.
         on_batch: called after every step with (epoch, patches done, patches per epoch).
     """
+    run = _start(model, val_patches, config, device, start_epoch, optimizer_state)
+    history: list[EpochRecord] = []
+    stop_reason = None
+    for epoch in range(start_epoch + 1, run.last_epoch + 1):
+        report = None if on_batch is None else functools.partial(on_batch, epoch)
+        record, out_of_time = _epoch(run, epoch, train_patches, val_patches, config, device, report)
+        history.append(record)
+        if on_epoch is not None:
+            on_epoch(record)
+        stop_reason = _stop_reason(out_of_time, run.best, config.patience)
+        if stop_reason is not None:
+            break
+    assert run.best.state is not None  # an epoch ran, and its loss was finite
+    return TrainResult(
+        state_dict=run.best.state,
+        optimizer_state=copy.deepcopy(run.optimizer.state_dict()),
+        history=history,
+        stop_reason=stop_reason or "epochs",
+    )
+
+
+def _start(
+    model: nn.Module,
+    val_patches: torch.Tensor | None,
+    config: TrainConfig,
+    device: torch.device,
+    start_epoch: int,
+    optimizer_state: dict[str, Any] | None,
+) -> _Run:
     model.to(device, memory_format=torch.channels_last)  # faster convolutions, same results
     trainable = [p for p in model.parameters() if p.requires_grad]  # not fm's frozen F
     optimizer = torch.optim.Adam(trainable, lr=config.lr, weight_decay=config.weight_decay)
     if optimizer_state is not None:
         optimizer.load_state_dict(optimizer_state)
-    order = torch.Generator().manual_seed(config.seed + start_epoch)
     started = time.monotonic()
-    deadline = math.inf if config.max_minutes is None else started + 60 * config.max_minutes
-    last_epoch = start_epoch + config.epochs
-    best = _BestWeights()
-    if start_epoch and val_patches is not None:
-        best.update(evaluate_loss(model, val_patches, config.batch_size, device), model)
-    history: list[EpochRecord] = []
-    for epoch in range(start_epoch + 1, last_epoch + 1):
-        epoch_start = time.monotonic()
-        report = None if on_batch is None else functools.partial(on_batch, epoch)
-        train_loss, out_of_time = _train_epoch(
-            model, optimizer, train_patches, config, device, order, deadline, report
-        )
-        val_loss = train_loss
-        if val_patches is not None:
-            val_loss = evaluate_loss(model, val_patches, config.batch_size, device)
-        _check_finite(epoch, train_loss, val_loss, config.lr)
-        improved = best.update(val_loss, model)
-        now = time.monotonic()
-        eta = min((last_epoch - epoch) * (now - started) / (epoch - start_epoch), deadline - now)
-        record = EpochRecord(
-            epoch, last_epoch, train_loss, val_loss, now - epoch_start, improved, max(eta, 0.0)
-        )
-        history.append(record)
-        if on_epoch is not None:
-            on_epoch(record)
-        stop_reason = _stop_reason(out_of_time, best, config.patience)
-        if stop_reason is not None:
-            break
-    assert best.state is not None  # an epoch ran, and its loss was finite
-    return TrainResult(
-        state_dict=best.state,
-        optimizer_state=copy.deepcopy(optimizer.state_dict()),
-        history=history,
-        stop_reason=stop_reason or "epochs",
+    run = _Run(
+        model=model,
+        kind=get_kind(model.config.kind),
+        optimizer=optimizer,
+        order=torch.Generator().manual_seed(config.seed + start_epoch),
+        defects=np.random.default_rng([config.seed, start_epoch]),
+        started=started,
+        deadline=math.inf if config.max_minutes is None else started + 60 * config.max_minutes,
+        start_epoch=start_epoch,
+        last_epoch=start_epoch + config.epochs,
+        best=_BestWeights(),
     )
+    if start_epoch and val_patches is not None:
+        run.best.update(evaluate_loss(model, val_patches, config.batch_size, device), model)
+    return run
+
+
+def _epoch(
+    run: _Run,
+    epoch: int,
+    train_patches: torch.Tensor,
+    val_patches: torch.Tensor | None,
+    config: TrainConfig,
+    device: torch.device,
+    on_batch: Callable[[int, int], None] | None,
+) -> tuple[EpochRecord, bool]:
+    """Train one epoch and validate; the record and whether time ran out."""
+    epoch_start = time.monotonic()
+    train_loss, out_of_time = _train_epoch(run, train_patches, config, device, on_batch)
+    val_loss = train_loss
+    if val_patches is not None:
+        val_loss = evaluate_loss(run.model, val_patches, config.batch_size, device)
+    _check_finite(epoch, train_loss, val_loss, config.lr)
+    improved = run.best.update(val_loss, run.model)
+    now = time.monotonic()
+    done = epoch - run.start_epoch
+    eta = min((run.last_epoch - epoch) * (now - run.started) / done, run.deadline - now)
+    record = EpochRecord(
+        epoch, run.last_epoch, train_loss, val_loss, now - epoch_start, improved, max(eta, 0.0)
+    )
+    return record, out_of_time
 
 
 def _check_finite(epoch: int, train_loss: float, val_loss: float, lr: float) -> None:
@@ -180,111 +226,99 @@ def _stop_reason(out_of_time: bool, best: _BestWeights, patience: int) -> str | 
     return None
 
 
+def batch_order(count: int, batch_size: int, order: torch.Generator) -> list[torch.Tensor]:
+    """One epoch's batches: indices of ``count`` patches in a random order drawn from
+    ``order``, in slices of ``batch_size`` (the last may be smaller)."""
+    return list(torch.randperm(count, generator=order).split(batch_size))
+
+
 def _train_epoch(
-    model: Autoencoder,
-    optimizer: torch.optim.Optimizer,
+    run: _Run,
     patches: torch.Tensor,
     config: TrainConfig,
     device: torch.device,
-    order: torch.Generator,
-    deadline: float,
     on_batch: Callable[[int, int], None] | None,
 ) -> tuple[float, bool]:
-    """One pass in a random order; returns the mean loss and whether time ran out.
-
-    ``order`` also draws a VAE's latent noise."""
-    model.train()
-    permutation = torch.randperm(len(patches), generator=order)
+    """One pass in a random order; returns the mean loss and whether time ran out."""
+    run.model.train()
     losses: list[float] = []
     micro_batch = CPU_MICRO_BATCH if device.type == "cpu" else config.batch_size
-    for start in range(0, len(patches), config.batch_size):
-        batch = patches[permutation[start : start + config.batch_size]].to(device)
-        losses.append(train_step(model, optimizer, batch, order, micro_batch=micro_batch))
+    done = 0
+    for indices in batch_order(len(patches), config.batch_size, run.order):
+        batch = run.kind.training_batch(patches[indices], run.defects, run.model.config)
+        step_loss = train_step(run.model, run.optimizer, batch.to(device), run.order,
+                               micro_batch=micro_batch)  # fmt: skip
+        losses.append(step_loss)
+        done += len(indices)
         if on_batch is not None:
-            on_batch(min(start + config.batch_size, len(patches)), len(patches))
-        if time.monotonic() > deadline:
+            on_batch(done, len(patches))
+        if time.monotonic() > run.deadline:
             return float(np.mean(losses)), True
     return float(np.mean(losses)), False
 
 
+VALIDATION_SEED = 0  # a kind's sampling noise and synthetic defects in validation: fixed
+
+
 @torch.inference_mode()
 def evaluate_loss(
-    model: Autoencoder, patches: torch.Tensor, batch_size: int, device: torch.device
+    model: nn.Module, patches: torch.Tensor, batch_size: int, device: torch.device
 ) -> float:
-    """Mean loss over (M, C, P, P) patches, weighted by batch size (a VAE's latent noise
-    drawn from the same seed each time, so the figure is repeatable)."""
+    """Mean loss over (M, C, P, P) patches, weighted by batch size (a kind's sampling noise
+    and synthetic defects drawn from the same seed each time, so the figure is repeatable)."""
     model.eval()
-    noise = torch.Generator().manual_seed(0)
+    kind = get_kind(model.config.kind)
+    noise = torch.Generator().manual_seed(VALIDATION_SEED)
+    defects = np.random.default_rng(VALIDATION_SEED)
     total = 0.0
     for start in range(0, len(patches), batch_size):
-        batch = patches[start : start + batch_size].to(device)
-        loss = batch_loss(model, batch, noise)
+        batch = kind.training_batch(patches[start : start + batch_size], defects, model.config)
+        loss = kind.training_loss(model, batch.to(device), noise)
         total += loss.item() * len(batch)
     return total / len(patches)
 
 
 def train_step(
-    model: Autoencoder,
+    model: nn.Module,
     optimizer: torch.optim.Optimizer,
-    batch: torch.Tensor,
+    batch: TrainingBatch,
     noise: torch.Generator,
     *,
     micro_batch: int,
 ) -> float:
-    """One Adam step on a (B, C, P, P) batch; returns the batch's mean loss.
+    """One Adam step on a batch; returns the batch's mean loss.
 
     The gradient is accumulated over slices of at most ``micro_batch`` patches, each loss
     weighted by its share of the batch: the same gradient as one pass over the whole batch
     (every loss is a mean over patches), with activations that stay in the CPU's caches.
     """
+    kind = get_kind(model.config.kind)
     optimizer.zero_grad(set_to_none=True)
-    total = torch.zeros((), device=batch.device)
+    total = torch.zeros((), device=batch.inputs.device)
     for part in batch.split(micro_batch):
-        loss = batch_loss(model, part, noise) * (len(part) / len(batch))
+        loss = kind.training_loss(model, part, noise) * (len(part) / len(batch))
         loss.backward()
         total += loss.detach()
     optimizer.step()
     return total.item()
 
 
-def batch_loss(model: Autoencoder, batch: torch.Tensor, noise: torch.Generator) -> torch.Tensor:
-    """The training loss of a (B, C, P, P) batch for the model's kind (SPEC §1 table).
-
-    A VAE decodes one reparameterised sample z = mean + exp(logvar / 2)·ε per patch, ε drawn
-    on the CPU from ``noise`` so that seeded runs repeat; the feature-matching loss compares
-    the model's frozen F on input and reconstruction.
-    """
-    config = model.config
-    if isinstance(model, VariationalAutoencoder):
-        posterior = model.posterior(batch)
-        epsilon = torch.randn(posterior.mean.shape, generator=noise).to(posterior.mean)
-        recon = model.decoder(posterior.sample(epsilon))
-        return reconstruction_loss(
-            config.kind, batch, recon, window=config.window, posterior=posterior
-        )
-    features = model.features if isinstance(model, FeatureMatchingAutoencoder) else None
-    return reconstruction_loss(
-        config.kind, batch, model(batch), window=config.window, features=features
-    )
-
-
 def new_model(
     config: ModelConfig, seed: int, *, features: dict[str, torch.Tensor] | None = None
-) -> Autoencoder:
-    """A network of ``config.kind`` whose initial weights depend only on ``seed``.
+) -> nn.Module:
+    """The network of ``config.kind`` whose initial weights depend only on ``seed``.
 
     Args:
         config: the model settings.
         seed: seeds the initial weights.
-        features: the AlexNet weights of ``load_feature_weights`` for an ``fm`` model (an
-            ``fm`` model built without them, e.g. to load a model file into, has
-            placeholders).
+        features: pretrained feature weights for a kind that takes them (fm's AlexNet
+            layers, from ``load_feature_weights``; a network built without them, e.g. to
+            load a model file into, has placeholders).
     """
+    kind = get_kind(config.kind)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
-        model = build_network(config)
+        model = kind.build_network(config)
     if features is not None:
-        if not isinstance(model, FeatureMatchingAutoencoder):
-            raise ValueError(f"feature weights are for fm models, not {config.kind!r}")
-        model.features.load_weights(features)
+        kind.load_features(model, features)
     return model

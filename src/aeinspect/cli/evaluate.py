@@ -1,0 +1,164 @@
+"""``evaluate`` and ``tune``."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from tqdm import tqdm
+
+from aeinspect.checkpoint import load_model
+from aeinspect.cli._app import app, show_progress, user_errors
+from aeinspect.cli.options import (
+    SEGMENT,
+    TUNE,
+    Device,
+    Json,
+    ModelPath,
+    Opening,
+    Quiet,
+    Stride,
+    WindowBatch,
+)
+from aeinspect.config import SegmentConfig, TuneConfig
+from aeinspect.errors import InputError
+from aeinspect.grid import parse_grid, run_grid
+from aeinspect.images import find_images, write_bytes_atomic
+from aeinspect.pipeline import evaluate_model, tune_model_file
+from aeinspect.report import write_evaluation
+from aeinspect.runtime import select_device
+from aeinspect.segmentation import Segmenter
+
+
+@app.command()
+@user_errors
+def evaluate(
+    dataset: Annotated[
+        Path, typer.Argument(help="Folder in MVTec AD layout (test/, ground_truth/).")
+    ],
+    model_file: ModelPath,
+    output: Annotated[
+        Path | None, typer.Option("--output", "-o", help="Folder for metrics.json and plots.")
+    ] = None,
+    stride: Stride = SEGMENT.stride,
+    batch_size: WindowBatch = SEGMENT.batch_size,
+    device: Device = "auto",
+    json_output: Annotated[bool, typer.Option("--json", help="Print metrics.json.")] = False,
+    quiet: Quiet = False,
+) -> None:
+    """Measure a model on a labelled test set: pixel ROC, AU-PRO, overlap, image ROC."""
+    segmenter = Segmenter(load_model(model_file), select_device(device))
+    config = SegmentConfig(stride=stride, batch_size=batch_size)
+    with tqdm(unit="image", leave=False, disable=not show_progress(quiet)) as bar:
+        metrics, curves = evaluate_model(
+            dataset, segmenter, config, on_image=lambda _: bar.update(1)
+        )
+    metrics["model"]["file"] = str(model_file)
+    if output is not None:
+        write_evaluation(output, metrics, curves, title=f"{model_file.name} on {dataset.name}")
+    typer.echo(json.dumps(metrics, indent=2) if json_output else _metrics_lines(metrics))
+
+
+def _fmt(value: float | None) -> str:
+    return "-" if value is None else f"{value:.3f}"
+
+
+def _metrics_lines(metrics: dict[str, Any]) -> str:
+    lines = [f"{'type':<14} {'images':>6} {'pixel AUROC':>11} {'AU-PRO':>7} {'image AUROC':>11}"]
+    for kind, row in metrics["per_type"].items():
+        lines.append(
+            f"{kind:<14} {row['images']:>6} {_fmt(row['pixel_auroc']):>11} "
+            f"{_fmt(row['aupro']):>7} {_fmt(row['image_auroc']):>11}"
+        )
+    pixel, image = metrics["pixel"], metrics["image"]
+    images = sum(metrics["counts"]["images"].values())
+    lines.append(
+        f"{'all':<14} {images:>6} {_fmt(pixel['auroc']):>11} {_fmt(pixel['aupro']):>7} "
+        f"{_fmt(image['auroc']):>11}"
+    )
+    lines.append(
+        f"pixel AUROC, paper protocol (thresholded and opened): {_fmt(pixel['auroc_paper'])}"
+    )
+    if image["threshold"] is not None:
+        lines.append(
+            f"at threshold {image['threshold']:.5f}: good images correct "
+            f"{_fmt(image['good_correct'])}, defective images correct "
+            f"{_fmt(image['defective_correct'])}"
+        )
+    return "\n".join(lines)
+
+
+@app.command()
+@user_errors
+def tune(
+    images: Annotated[list[str] | None, typer.Argument(
+        help="Good images (default: the model's validation images); with --grid, the "
+        "training images.")] = None,
+    model_file: Annotated[Path, typer.Option(
+        "--model-file", "-m", help="Model file to tune.")] = ...,  # type: ignore[assignment]
+    method: Annotated[str, typer.Option(help="area, fpr or f1 (f1 needs --dataset).")] = (
+        TUNE.method
+    ),
+    min_area: Annotated[int, typer.Option(
+        help="area: no region of this many pixels on good images.")] = TUNE.min_area,
+    fpr: Annotated[float, typer.Option(
+        help="fpr: largest marked fraction of good pixels.")] = TUNE.fpr,
+    dataset: Annotated[Path | None, typer.Option(
+        help="Labelled MVTec-layout folder (f1 and --grid).")] = None,
+    opening: Opening = TUNE.opening,
+    stride: Stride = SEGMENT.stride,
+    batch_size: WindowBatch = SEGMENT.batch_size,
+    grid: Annotated[list[str] | None, typer.Option(
+        help="NAME=V1,V2 (latent, window, patch); repeat to vary several.")] = None,
+    output: Annotated[Path | None, typer.Option(
+        "--output", "-o", help="--grid: folder for models and table.")] = None,
+    device: Device = "auto",
+    json_output: Json = False,
+    quiet: Quiet = False,
+) -> None:  # fmt: skip
+    """Choose the decision threshold from good images and write it into the model file;
+    with --grid, train and evaluate one model per setting (the paper's Table 2)."""
+    config = SegmentConfig(stride=stride, batch_size=batch_size)
+    if grid:
+        _tune_grid(images, model_file, grid, dataset, output, device, config, json_output)
+        return
+    tune_config = TuneConfig(method=method, min_area=min_area, fpr=fpr, opening=opening)
+    decision = tune_model_file(model_file, good=images, dataset=dataset, tune=tune_config,
+                               config=config, device=select_device(device))  # fmt: skip
+    record = {"model_file": str(model_file), **decision.record()}
+    if json_output:
+        typer.echo(json.dumps(record))
+    else:
+        settings = ", ".join(f"{k} {v}" for k, v in record["details"].items())
+        typer.echo(f"threshold {decision.threshold:.6f} ({decision.method} method; {settings})")
+
+
+def _tune_grid(
+    images: list[str] | None,
+    model_file: Path,
+    grid: list[str],
+    dataset: Path | None,
+    output: Path | None,
+    device: str,
+    config: SegmentConfig,
+    json_output: bool,
+) -> None:
+    if not images or dataset is None or output is None:
+        raise InputError("--grid needs training images, --dataset DIR and -o DIR")
+    settings = parse_grid(grid)
+    base = load_model(model_file)
+
+    def show(row: dict[str, Any]) -> None:
+        if json_output:
+            typer.echo(json.dumps(row))
+        else:
+            typer.echo(
+                f"{row['parameter']:<8} {row['value']:>6}  pixel AUROC {row['pixel_auroc']:.3f}"
+                f"  paper protocol {row['pixel_auroc_paper']:.3f}  AU-PRO {row['aupro']:.3f}"
+            )
+
+    rows = run_grid(find_images(images), base, settings, dataset, output=output,
+                    device=select_device(device), config=config, on_row=show)  # fmt: skip
+    write_bytes_atomic(output / "table2.json", json.dumps(rows, indent=2).encode())

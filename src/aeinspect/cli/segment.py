@@ -1,0 +1,117 @@
+"""``segment``: results on stdout (a table or JSON lines), files under ``-o``."""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Iterable
+from pathlib import Path
+
+import typer
+from tqdm import tqdm
+
+from aeinspect.checkpoint import load_model
+from aeinspect.cli import options as opt
+from aeinspect.cli._app import EXIT_DEFECT, app, show_progress, user_errors
+from aeinspect.cli.options import (
+    SEGMENT,
+    Device,
+    Images,
+    ModelPath,
+    Quiet,
+    Stride,
+    WindowBatch,
+)
+from aeinspect.config import SegmentConfig, Shard
+from aeinspect.decision import resolve_decision
+from aeinspect.errors import InputError
+from aeinspect.images import check_readable, find_images
+from aeinspect.outputs import parse_save_option, write_outputs
+from aeinspect.pipeline import segment_images
+from aeinspect.runtime import select_device
+from aeinspect.segmentation import Segmentation, Segmenter
+
+
+@app.command()
+@user_errors
+def segment(
+    images: Images,
+    model_file: ModelPath,
+    threshold: opt.Threshold = None,
+    stride: Stride = SEGMENT.stride,
+    opening: opt.OpeningOverride = None,
+    min_area: opt.MinAreaOverride = None,
+    output: opt.OutputFolder = None,
+    save: opt.Save = None,
+    json_output: opt.JsonLines = False,
+    fail_on_defect: opt.FailOnDefect = False,
+    batch_size: WindowBatch = SEGMENT.batch_size,
+    device: Device = "auto",
+    shard: opt.ShardOption = None,
+    quiet: Quiet = False,
+) -> None:
+    """Segment defects in images with a trained model."""
+    if save is not None and output is None:
+        raise InputError("--save needs -o/--output, the folder to write to")
+    kinds = parse_save_option(save) if output is not None else ()
+    sources = find_images(images)
+    if shard is not None:
+        sources = Shard.parse(shard).select(sources)
+    loaded = load_model(model_file)
+    decision = resolve_decision(loaded.decision, threshold=threshold, opening=opening,
+                                min_area=min_area, source=str(model_file))  # fmt: skip
+    config = SegmentConfig(stride=stride, batch_size=batch_size)
+    segmenter = Segmenter(loaded, select_device(device))
+    if output is not None:
+        check_readable(sources)
+    results = segment_images(sources, segmenter, config, decision,
+                             components="components" in kinds)  # fmt: skip
+    show = show_progress(quiet)
+    with tqdm(total=len(sources), unit="image", leave=False, disable=not show) as bar:
+        any_defect = _report(results, output, kinds, json_output, bar)
+    if fail_on_defect and any_defect:
+        raise typer.Exit(EXIT_DEFECT)
+
+
+def _report(
+    results: Iterable[Segmentation],
+    output: Path | None,
+    kinds: tuple[str, ...],
+    json_output: bool,
+    bar: tqdm,
+) -> bool:
+    """Write each result's files and print its line; whether any image was defective."""
+    any_defect = False
+    if not json_output:
+        typer.echo(f"{'image':<40} {'result':<8} {'defect_px':>9} {'regions':>7} {'max_res':>8}")
+    for result in results:
+        written = write_outputs(result, output, kinds) if output is not None else []
+        any_defect |= result.mask.defective
+        line = _json_line(result, written) if json_output else _table_row(result)
+        if bar.disable:
+            typer.echo(line)
+        else:  # clears the bar, writes the line, redraws the bar
+            bar.write(line, file=sys.stdout)
+        bar.update(1)
+    return any_defect
+
+
+def _json_line(result: Segmentation, written: list[Path]) -> str:
+    record = {
+        "image": str(result.source.path),
+        "defective": result.mask.defective,
+        "defect_pixels": result.mask.defect_pixels,
+        "regions": result.mask.regions,
+        "max_residual": round(float(result.analysis.residual.max()), 6),
+        "threshold": result.decision.threshold,
+        "outputs": [str(p) for p in written],
+    }
+    return json.dumps(record)
+
+
+def _table_row(result: Segmentation) -> str:
+    verdict = "DEFECT" if result.mask.defective else "ok"
+    return (
+        f"{str(result.source.path):<40} {verdict:<8} {result.mask.defect_pixels:>9} "
+        f"{result.mask.regions:>7} {float(result.analysis.residual.max()):>8.4f}"
+    )

@@ -1,0 +1,184 @@
+"""``crop`` and ``train``."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from tqdm import tqdm
+
+from aeinspect.checkpoint import check_model_output, load_model, save_model
+from aeinspect.cli import train_options as opt
+from aeinspect.cli._app import app, show_progress, user_errors
+from aeinspect.cli.options import (
+    CROP,
+    MODEL,
+    PREPROCESS,
+    TRAIN,
+    Device,
+    Images,
+    Json,
+    Quiet,
+    Resize,
+    Scale,
+)
+from aeinspect.config import CropConfig, ModelConfig, Preprocess, TrainConfig
+from aeinspect.features import load_feature_weights
+from aeinspect.images import find_images
+from aeinspect.kinds import settings_for
+from aeinspect.patch_folder import MANIFEST, check_new_folder
+from aeinspect.pipeline import Progress, crop_images, train_model, train_summary
+from aeinspect.runtime import select_device
+from aeinspect.training import EpochRecord
+from aeinspect.training_data import training_inputs
+
+
+@app.command()
+@user_errors
+def crop(
+    images: Images,
+    output: Annotated[
+        Path, typer.Option("--output", "-o", help="New or empty folder for the patches.")
+    ],
+    num: Annotated[int, typer.Option(help="Random patches to cut.")] = CROP.num_patches,
+    size: Annotated[int, typer.Option(help="Patch size P (multiple of 16, >= 32).")] = (
+        CROP.patch_size
+    ),
+    resize: Resize = PREPROCESS.resize,
+    scale: Scale = PREPROCESS.scale,
+    channels: Annotated[int, typer.Option(help="1 (gray) or 3 (colour).")] = PREPROCESS.channels,
+    augment: Annotated[bool, typer.Option(help="Random rotation and flips.")] = CROP.augment,
+    seed: Annotated[int, typer.Option(help="Seed of images, positions, angles, flips.")] = (
+        CROP.seed
+    ),
+    json_output: Json = False,
+    quiet: Quiet = False,
+) -> None:
+    """Cut random training patches from good images into a folder of PNGs with a
+    manifest.json; train takes the folder in place of images."""
+    preprocess = Preprocess(resize=resize, scale=scale, channels=channels)
+    config = CropConfig(num_patches=num, patch_size=size, augment=augment, seed=seed)
+    check_new_folder(output)
+    sources = find_images(images)
+    with tqdm(total=num, unit="patch", leave=False, disable=not show_progress(quiet)) as bar:
+        folder = crop_images(sources, output, preprocess=preprocess, config=config,
+                             on_patch=lambda done: bar.update(done - bar.n))  # fmt: skip
+    summary = {"folder": str(output), "manifest": str(output / MANIFEST),
+               "patches": len(folder.files), "size": size, "images": len(folder.images),
+               "seed": seed}  # fmt: skip
+    if json_output:
+        typer.echo(json.dumps(summary))
+    else:
+        typer.echo(
+            f"{output}: {summary['patches']} patches of {size}x{size} from "
+            f"{summary['images']} images (seed {seed}), listed in {summary['manifest']}"
+        )
+
+
+@app.command()
+@user_errors
+def train(
+    images: opt.TrainImages,
+    output: opt.ModelOutput,
+    model: opt.Kind = MODEL.kind,
+    num: opt.Num = None,
+    size: opt.Size = None,
+    resize: Resize = None,
+    scale: Scale = None,
+    channels: opt.Channels = None,
+    augment: opt.Augment = None,
+    latent: opt.Latent = MODEL.latent,
+    window: opt.Window = MODEL.window,
+    blend: opt.Blend = MODEL.blend,
+    smooth: opt.Smooth = MODEL.smooth,
+    residual_scale: opt.ResidualScale = MODEL.residual_scale,
+    blur_sigma: opt.BlurSigma = None,
+    samples: opt.Samples = None,
+    features: opt.Features = None,
+    epochs: opt.Epochs = TRAIN.epochs,
+    batch_size: opt.PatchBatch = TRAIN.batch_size,
+    lr: opt.LearningRate = TRAIN.lr,
+    weight_decay: opt.WeightDecay = TRAIN.weight_decay,
+    val_split: opt.ValSplit = TRAIN.val_split,
+    patience: opt.Patience = TRAIN.patience,
+    max_minutes: opt.MaxMinutes = None,
+    seed: opt.Seed = TRAIN.seed,
+    device: Device = "auto",
+    resume: opt.Resume = None,
+    json_output: Json = False,
+    quiet: Quiet = False,
+) -> None:
+    """Train a model on defect-free images, or on a patch folder from crop, and write a
+    model file. With a patch folder the crop settings come from its manifest."""
+    check_model_output(output)
+    inputs = training_inputs(images, {"num": num, "size": size, "resize": resize, "scale": scale,
+                                      "channels": channels, "augment": augment})  # fmt: skip
+    own = {"samples": samples, "blur_sigma": blur_sigma}
+    model_config = ModelConfig(
+        kind=model, patch_size=inputs.crop.patch_size, channels=inputs.preprocess.channels,
+        latent=latent, window=window, blend=blend, smooth=smooth, residual_scale=residual_scale,
+        settings=settings_for(model, {k: v for k, v in own.items() if v is not None}),
+    )  # fmt: skip
+    train_config = TrainConfig(
+        num_patches=inputs.crop.num_patches, augment=inputs.crop.augment, epochs=epochs,
+        batch_size=batch_size, lr=lr, weight_decay=weight_decay, val_split=val_split,
+        patience=patience, max_minutes=max_minutes, seed=seed,
+    )  # fmt: skip
+    model_file, result = train_model(
+        inputs, model_config=model_config, train_config=train_config,
+        device=select_device(device), resume=load_model(resume) if resume else None,
+        features=load_feature_weights(features) if features else None,
+        progress=_TrainProgress().callbacks() if show_progress(quiet) else Progress(),
+    )  # fmt: skip
+    save_model(output, model_file)
+    summary = train_summary(output, model_file, inputs.image_count, result.stop_reason)
+    typer.echo(json.dumps(summary) if json_output else _train_lines(summary))
+
+
+class _TrainProgress:
+    """A bar over each epoch's patches and a kept line per epoch, on stderr."""
+
+    def __init__(self) -> None:
+        self.bar: tqdm | None = None
+
+    def callbacks(self) -> Progress:
+        return Progress(on_epoch=self.epoch, on_batch=self.batch)
+
+    def batch(self, epoch: int, done: int, total: int) -> None:
+        if self.bar is None:
+            self.bar = tqdm(total=total, desc=f"epoch {epoch}", unit="patch", leave=False)
+        self.bar.update(done - self.bar.n)
+
+    def epoch(self, record: EpochRecord) -> None:
+        if self.bar is not None:
+            self.bar.close()
+            self.bar = None
+        minutes, seconds = divmod(int(record.eta_seconds), 60)
+        mark = "*" if record.best else " "
+        tqdm.write(
+            f"epoch {record.epoch:>4}/{record.last_epoch}  train {record.train_loss:.5f}  "
+            f"val {record.val_loss:.5f} {mark}  {record.seconds:6.1f} s  "
+            f"ETA {minutes}m{seconds:02d}s",
+            file=sys.stderr,
+        )
+
+
+def _train_lines(summary: dict[str, Any]) -> str:
+    if summary["best_val_loss"] is None:
+        first = f"{summary['model_file']}: {summary['model']} reference, nothing to train"
+    else:
+        first = (
+            f"{summary['model_file']}: {summary['model']} model, {summary['epochs']} epochs "
+            f"(stopped by {summary['stopped_by']}), best validation loss "
+            f"{summary['best_val_loss']:.5f} at epoch {summary['best_epoch']}, "
+            f"{summary['train_seconds'] / 60:.1f} min"
+        )
+    if summary["threshold"] is None:
+        return first + "\nthreshold: none (no validation images); pass --threshold to segment"
+    return first + (
+        f"\nthreshold: {summary['threshold']:.5f} ({summary['threshold_method']} method on "
+        f"{summary['validation_images']} held-out good images)"
+    )

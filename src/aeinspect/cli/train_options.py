@@ -1,0 +1,79 @@
+"""The options of ``train``, one alias each; their defaults are the settings' own (see
+``options``), shown in the help of those that are None unless given."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from aeinspect.cli.options import CROP, PREPROCESS, shown
+from aeinspect.kinds import kind_names
+from aeinspect.kinds.blur import BlurSettings
+from aeinspect.kinds.vae import VaeSettings
+
+TrainImages = Annotated[
+    list[str],
+    typer.Argument(
+        help="Image files, folders (searched recursively), - (paths on stdin), or one patch "
+        "folder written by crop."
+    ),
+]
+ModelOutput = Annotated[Path, typer.Option("--output", "-o", help="Model file to write.")]
+Kind = Annotated[
+    str,
+    typer.Option(help=f"Model kind: {', '.join(kind_names())} (blur: the untrained reference)."),
+]
+
+# crop options: None unless given (the patch folder's own, or the default shown)
+Num = Annotated[
+    int | None, typer.Option(help=shown("Random training patches to cut.", CROP.num_patches))
+]
+Size = Annotated[
+    int | None, typer.Option(help=shown("Patch size P (multiple of 16, >= 32).", CROP.patch_size))
+]
+Channels = Annotated[
+    int | None, typer.Option(help=shown("1 (gray) or 3 (colour).", PREPROCESS.channels))
+]
+Augment = Annotated[
+    bool | None,
+    typer.Option("--augment/--no-augment", help=shown("Random rotation and flips.", "augment")),
+]
+
+# the model
+Latent = Annotated[int, typer.Option(help="Latent size d (100 textures, 500 complex).")]
+Window = Annotated[int, typer.Option(help="SSIM window K (odd).")]
+Blend = Annotated[str, typer.Option(help="Overlap average: uniform, gaussian or hann.")]
+Smooth = Annotated[float, typer.Option(help="Gaussian σ on the residual (0 = none).")]
+ResidualScale = Annotated[
+    int, typer.Option(help="Compare image and reconstruction reduced F-fold (1 = full size).")
+]
+
+# a kind's own settings: None unless given (the kind's default, shown)
+BlurSigma = Annotated[
+    float | None,
+    typer.Option(help=shown("blur: σ of the reference's blur.", BlurSettings().blur_sigma)),
+]
+Samples = Annotated[
+    int | None,
+    typer.Option(help=shown("vae: latent samples N decoded per window.", VaeSettings().samples)),
+]
+Features = Annotated[
+    Path | None, typer.Option(help="fm: state dict file of an AlexNet (torchvision key names).")
+]
+
+# the schedule
+Epochs = Annotated[int, typer.Option(help="Epochs at most.")]
+PatchBatch = Annotated[int, typer.Option("--batch-size", help="Patches per step.")]
+LearningRate = Annotated[float, typer.Option("--lr", help="Adam learning rate.")]
+WeightDecay = Annotated[float, typer.Option(help="Adam weight decay.")]
+ValSplit = Annotated[float, typer.Option(help="Fraction of images held out.")]
+Patience = Annotated[int, typer.Option(help="Stop after N epochs without gain (0=never).")]
+MaxMinutes = Annotated[
+    float | None, typer.Option(help=shown("Stop after this many minutes.", "no limit"))
+]
+Seed = Annotated[int, typer.Option(help="Seed of split, patches, weights, order.")]
+Resume = Annotated[
+    Path | None, typer.Option(help="Continue training this model file (its settings kept).")
+]

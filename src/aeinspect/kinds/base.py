@@ -1,0 +1,196 @@
+"""What every model kind provides, and the default of each part: a Table 1 autoencoder
+trained on clean patches, reconstructing an image window by window, judged by a per-pixel
+residual between image and reconstruction.
+
+A kind is one module of this package with a ``KIND`` instance of a ``Kind`` subclass. The
+rest of aeinspect asks the kind (``aeinspect.kinds.get_kind``) instead of comparing names.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, ClassVar
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from aeinspect.errors import InputError
+from aeinspect.models import Autoencoder
+from aeinspect.windows import reconstruct_by_windows
+
+if TYPE_CHECKING:
+    from aeinspect.config import ModelConfig, SegmentConfig
+
+Part = Callable[..., Any]  # a network at inference, as the backend runs it
+
+
+@dataclass(frozen=True)
+class NoSettings:
+    """The settings of a kind that has none of its own."""
+
+
+@dataclass(frozen=True)
+class TrainingBatch:
+    """One training batch as a kind prepares it.
+
+    Attributes:
+        inputs: (B, C, P, P) float32 what the network sees (clean, or with synthetic defects).
+        targets: (B, C, P, P) float32 the clean patches it should reconstruct.
+        masks: (B, P, P) float32, 1 on synthetic defect pixels, or None when there are none.
+    """
+
+    inputs: torch.Tensor
+    targets: torch.Tensor
+    masks: torch.Tensor | None = None
+
+    @classmethod
+    def clean(cls, patches: torch.Tensor) -> TrainingBatch:
+        """Patches that are both input and target."""
+        return cls(inputs=patches, targets=patches)
+
+    def __len__(self) -> int:
+        return len(self.inputs)
+
+    def split(self, size: int) -> list[TrainingBatch]:
+        """Consecutive slices of at most ``size`` patches."""
+        return [self._take(slice(start, start + size)) for start in range(0, len(self), size)]
+
+    def to(self, device: torch.device) -> TrainingBatch:
+        return self._map(lambda t: t.to(device))
+
+    def _take(self, index: slice) -> TrainingBatch:
+        return self._map(lambda t: t[index])
+
+    def _map(self, f: Callable[[torch.Tensor], torch.Tensor]) -> TrainingBatch:
+        same = self.inputs is self.targets
+        inputs = f(self.inputs)
+        return TrainingBatch(
+            inputs=inputs,
+            targets=inputs if same else f(self.targets),
+            masks=None if self.masks is None else f(self.masks),
+        )
+
+
+@dataclass(frozen=True)
+class RawAnalysis:
+    """A kind's view of one preprocessed image, on the backend's device.
+
+    Attributes:
+        residual: (H, W) float residual map, larger = more defective.
+        reconstruction: (C, H, W) float reconstruction.
+    """
+
+    residual: torch.Tensor
+    reconstruction: torch.Tensor
+
+
+class Kind:
+    """A model kind: its networks, its training loss, its residual map, its stored settings.
+
+    Subclasses set ``name`` and override what differs from the default.
+    """
+
+    name: ClassVar[str]
+    summary: ClassVar[str]  # one line for --help and the README
+    settings_type: ClassVar[type] = NoSettings  # a frozen dataclass, stored in the model file
+    trainable: ClassVar[bool] = True  # False: nothing is learned (a reference)
+    takes_features: ClassVar[bool] = False  # needs pretrained feature weights (--features)
+    compares_images: ClassVar[bool] = True  # R compares image and reconstruction: it can be
+    # computed between both reduced (ModelConfig.residual_scale)
+
+    # --- settings
+
+    def check(self, config: ModelConfig) -> None:
+        """Refuse settings this kind cannot use (raise ``InputError``); the common ones are
+        checked by ``ModelConfig``."""
+
+    # --- networks
+
+    def build_network(self, config: ModelConfig) -> nn.Module | None:
+        """The kind's networks as one module with a ``config`` attribute (weights drawn from
+        torch's global generator), or None for a kind without networks."""
+        return Autoencoder(config)
+
+    def load_features(self, network: nn.Module, features: Mapping[str, torch.Tensor]) -> None:
+        """Copy pretrained feature weights into the network (``takes_features`` kinds)."""
+        raise InputError(f"--model {self.name} takes no --features")
+
+    def stored_features(
+        self, state_dict: Mapping[str, torch.Tensor]
+    ) -> dict[str, torch.Tensor] | None:
+        """The pretrained feature weights inside a model's state dict (None: none)."""
+        return None
+
+    # --- training
+
+    def training_batch(
+        self, patches: torch.Tensor, rng: np.random.Generator, config: ModelConfig
+    ) -> TrainingBatch:
+        """The batch trained on, from (B, C, P, P) clean patches; ``rng`` draws any synthetic
+        defects. By default the clean patches are input and target."""
+        return TrainingBatch.clean(patches)
+
+    def training_loss(
+        self, network: nn.Module, batch: TrainingBatch, noise: torch.Generator
+    ) -> torch.Tensor:
+        """Scalar loss of a batch, a mean over its patches; ``noise`` draws any sampling noise
+        on the CPU, so that seeded runs repeat."""
+        raise NotImplementedError
+
+    # --- inference
+
+    def inference_parts(self, network: nn.Module | None) -> dict[str, Part]:
+        """The networks as the functions ``analyse`` calls: by default "reconstruct", (B, C,
+        P, P) windows → (B, C, P, P) reconstructions."""
+        return {"reconstruct": network}
+
+    def analyse(
+        self,
+        image: torch.Tensor,
+        parts: Mapping[str, Part],
+        config: ModelConfig,
+        segment: SegmentConfig,
+    ) -> RawAnalysis:
+        """Residual map and reconstruction of a (C, H, W) image: windows reconstructed and
+        averaged (SPEC §1 steps 2–3), then the residual against the whole image (step 4)."""
+        recon = reconstruct_by_windows(
+            image, parts["reconstruct"], patch=config.patch_size, stride=segment.stride,
+            batch_size=segment.batch_size, blend=config.blend,
+        )  # fmt: skip
+        residual = scaled_residual(self.residual_map, image[None], recon[None], config)
+        return RawAnalysis(residual=residual[0], reconstruction=recon)
+
+    def residual_map(
+        self, image: torch.Tensor, recon: torch.Tensor, *, window: int
+    ) -> torch.Tensor:
+        """Per-pixel residual of (B, C, H, W) images and reconstructions → (B, H, W)."""
+        raise NotImplementedError
+
+
+def scaled_residual(
+    residual_map: Callable[..., torch.Tensor],
+    image: torch.Tensor,
+    recon: torch.Tensor,
+    config: ModelConfig,
+) -> torch.Tensor:
+    """The residual map of (1, C, H, W) image and reconstruction → (1, H, W): at full size,
+    or with ``config.residual_scale`` F > 1 between both reduced to (H/F, W/F) (rounded, at
+    least 1) by area averaging, then resized back to H × W bilinearly (half-pixel centres).
+    Coarser comparison ignores texture finer than F pixels that no reconstruction keeps."""
+    factor = config.residual_scale
+    if factor == 1:
+        return residual_map(image, recon, window=config.window)
+    height, width = image.shape[-2:]
+    size = (max(1, round(height / factor)), max(1, round(width / factor)))
+    small_image, small_recon = (F.interpolate(t, size=size, mode="area") for t in (image, recon))
+    coarse = residual_map(small_image, small_recon, window=config.window)
+    return F.interpolate(coarse[:, None], size=(height, width), mode="bilinear",
+                         align_corners=False)[:, 0]  # fmt: skip
+
+
+def squared_error(image: torch.Tensor, recon: torch.Tensor, *, window: int) -> torch.Tensor:
+    """(x − x̂)² averaged over channels: (B, C, H, W) → (B, H, W); ``window`` is unused."""
+    return ((image - recon) ** 2).mean(dim=1)

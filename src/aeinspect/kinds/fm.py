@@ -1,0 +1,75 @@
+"""``fm``: the Table 1 autoencoder trained with L2 plus feature matching on the first three
+AlexNet conv layers F (the paper's comparison), judged by the squared error.
+
+Loss: the paper's ‖x − x̂‖² + λ‖F(x) − F(x̂)‖² (λ = 1) averaged over the batch and divided by
+k·P², so that its first term is the ``l2`` model's loss. F's ImageNet weights come from a
+state dict the user gives (``--features``); they are stored with the other weights.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from typing import TYPE_CHECKING
+
+import torch
+from torch import nn
+
+from aeinspect.features import AlexNetFeatures
+from aeinspect.kinds.base import Kind, TrainingBatch, squared_error
+from aeinspect.models import Autoencoder
+
+if TYPE_CHECKING:
+    from aeinspect.config import ModelConfig
+
+FEATURE_WEIGHT = 1.0  # λ of the fm loss, the paper's value
+FEATURE_PREFIX = "features."
+
+
+class FeatureMatchingAutoencoder(Autoencoder):
+    """The Table 1 autoencoder with the frozen AlexNet layers F that its loss compares input
+    and reconstruction with (``features``, torchvision's key names ``features.0.weight``, …,
+    in its state dict). ``forward`` is the plain autoencoder's."""
+
+    def __init__(self, config: ModelConfig) -> None:
+        super().__init__(config)
+        self.features = AlexNetFeatures()
+
+
+def feature_matching_loss(
+    x: torch.Tensor, recon: torch.Tensor, features: Callable[[torch.Tensor], torch.Tensor]
+) -> torch.Tensor:
+    """mean (x − x̂)² + λ‖F(x) − F(x̂)‖² / (k·P²), the feature distance summed over F's
+    outputs and averaged over the batch; no gradient flows through F(x)."""
+    with torch.no_grad():
+        target = features(x)
+    distance = ((features(recon) - target) ** 2).flatten(1).sum(dim=1).mean()
+    return torch.mean((x - recon) ** 2) + FEATURE_WEIGHT * distance / x[0].numel()
+
+
+class FeatureMatchingKind(Kind):
+    name = "fm"
+    summary = "L2 plus AlexNet feature matching; squared-error residual (needs --features)"
+    takes_features = True
+
+    def build_network(self, config: ModelConfig) -> nn.Module:
+        return FeatureMatchingAutoencoder(config)
+
+    def load_features(self, network: nn.Module, features: Mapping[str, torch.Tensor]) -> None:
+        network.features.load_weights(dict(features))
+
+    def stored_features(self, state_dict: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """F's AlexNet weights, under torchvision's key names."""
+        return {k: v for k, v in state_dict.items() if k.startswith(FEATURE_PREFIX)}
+
+    def training_loss(
+        self, network: nn.Module, batch: TrainingBatch, noise: torch.Generator
+    ) -> torch.Tensor:
+        return feature_matching_loss(batch.targets, network(batch.inputs), network.features)
+
+    def residual_map(
+        self, image: torch.Tensor, recon: torch.Tensor, *, window: int
+    ) -> torch.Tensor:
+        return squared_error(image, recon, window=window)
+
+
+KIND = FeatureMatchingKind()

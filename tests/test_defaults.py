@@ -1,0 +1,74 @@
+"""Every default is written once: what the command line shows is the settings' own."""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+import subprocess
+import sys
+
+import pytest
+from typer.main import get_command
+
+from aeinspect.cli import app
+from aeinspect.config import (
+    CropConfig,
+    ModelConfig,
+    Preprocess,
+    SegmentConfig,
+    TrainConfig,
+    TuneConfig,
+)
+from aeinspect.decision import Decision
+from aeinspect.kinds import get_kind, kind_names
+
+KIND_SETTINGS = [get_kind(name).settings_type for name in kind_names()]
+SETTINGS = {  # where each command's options come from
+    "crop": [CropConfig, Preprocess],
+    "train": [CropConfig, Preprocess, ModelConfig, TrainConfig, *KIND_SETTINGS],
+    "segment": [SegmentConfig, Decision],
+    "evaluate": [SegmentConfig],
+    "tune": [TuneConfig, SegmentConfig],
+}
+RENAMED = {"num": "num_patches", "size": "patch_size", "model": "kind"}  # option → field
+CLI_ONLY = {"device", "json_output", "quiet", "fail_on_defect", "output", "images", "dataset",
+            "model_file", "resume", "features", "grid", "save", "shard", "version"}  # fmt: skip
+
+
+def defaults_of(command: str, name: str) -> set:
+    """The defaults of the settings fields called ``name`` that ``command`` builds."""
+    field = RENAMED.get(name, name)
+    return {f.default for cls in SETTINGS[command] for f in dataclasses.fields(cls)
+            if f.name == field and f.default is not dataclasses.MISSING}  # fmt: skip
+
+
+COMMANDS = get_command(app).commands
+OPTIONS = [(command, param) for command, group in COMMANDS.items() for param in group.params
+           if param.param_type_name == "option" and param.name not in CLI_ONLY]  # fmt: skip
+
+
+@pytest.mark.parametrize(("command", "param"), OPTIONS, ids=lambda x: getattr(x, "name", x))
+def test_every_cli_default_is_the_settings_default(command: str, param) -> None:
+    """An option's default is its settings field's; an option that is None unless given
+    (the stored or derived value then) shows in its help what that value is."""
+    defaults = defaults_of(command, param.name)
+    assert len(defaults) <= 1, f"{command} --{param.name}: settings defaults {defaults}"
+    if param.default is not None:
+        assert defaults == {param.default}, f"{command} --{param.name}"
+        return
+    if defaults == {None}:
+        return  # None is the setting's own default (e.g. no --resize)
+    shown = re.search(r"\[default: ([^\]]+)\]", param.help or "")
+    assert shown is not None, f"{command} --{param.name} shows no default"
+    if defaults and not isinstance(next(iter(defaults)), bool):
+        assert str(next(iter(defaults))) in shown.group(1), f"{command} --{param.name}"
+
+
+def test_the_core_imports_no_cli_and_masks_and_windows_import_no_torch() -> None:
+    code = (
+        "import sys, aeinspect.masks, aeinspect.windows, aeinspect.decision; "
+        "assert 'torch' not in sys.modules, 'torch'; "
+        "import aeinspect.pipeline; assert 'typer' not in sys.modules, 'typer'"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr

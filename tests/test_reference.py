@@ -161,7 +161,10 @@ def test_blend_changes_the_reconstruction_only_where_windows_overlap(tiny_model:
         (["--smooth", "-1"], "--smooth must be in [0, 64] pixels, got -1.0"),
         (["--model", "blur", "--blur-sigma", "0"], "--blur-sigma must be in (0, 256] pixels"),
         (["--residual-scale", "0"], "--residual-scale must be in [1, 16], got 0"),
-        (["--model", "vae", "--residual-scale", "2"], "--residual-scale is for ssim, l2, fm and"),
+        (
+            ["--model", "vae", "--residual-scale", "2"],
+            "--residual-scale is for ssim, l2, fm, blur and restore:",
+        ),
     ],
 )
 def test_bad_residual_settings_are_refused(

@@ -16,6 +16,7 @@ from aeinspect.errors import InputError
 from aeinspect.windows import BLENDS
 
 DEFAULT_KIND = "ssim"  # the paper's method
+LR_SCHEDULES = ("constant", "step")
 T = TypeVar("T")
 
 
@@ -179,6 +180,8 @@ class TrainConfig:
         epochs: passes over the patches at most.
         batch_size: patches per Adam step.
         lr: Adam learning rate.
+        lr_schedule: "constant" (the paper) or "step": the rate × 0.2 after 80 % and again
+            after 90 % of ``epochs`` (DRAEM's schedule).
         weight_decay: Adam's L2 weight decay.
         val_split: fraction of the good images (not patches) held out for validation.
         patience: stop after this many epochs without a better validation loss (0 = never).
@@ -191,6 +194,7 @@ class TrainConfig:
     epochs: int = 200
     batch_size: int = 128
     lr: float = 2e-4
+    lr_schedule: str = "constant"
     weight_decay: float = 1e-5
     val_split: float = 0.1
     patience: int = 20
@@ -203,6 +207,10 @@ class TrainConfig:
             (self.epochs >= 1, f"--epochs must be at least 1, got {self.epochs}"),
             (self.batch_size >= 1, f"--batch-size must be at least 1, got {self.batch_size}"),
             (self.lr > 0, f"--lr must be positive, got {self.lr}"),
+            (
+                self.lr_schedule in LR_SCHEDULES,
+                f"--lr-schedule must be {' or '.join(LR_SCHEDULES)}, got {self.lr_schedule!r}",
+            ),
             (self.weight_decay >= 0, f"--weight-decay must be >= 0, got {self.weight_decay}"),
             (0 <= self.val_split < 1, f"--val-split must be in [0, 1), got {self.val_split}"),
             (self.patience >= 0, f"--patience must be >= 0, got {self.patience}"),

@@ -44,6 +44,8 @@ class PatchFolder:
         images: the source images given to ``crop``, in input order (absolute paths).
         files: each patch's PNG file, in the order drawn.
         sources: each patch's source image (one of ``images``).
+        synthetic: the settings of the synthetic defects in the patches (``crop
+            --synthetic``; each patch ``N.png`` then has its mask ``N_mask.png``), or None.
     """
 
     path: Path
@@ -52,6 +54,7 @@ class PatchFolder:
     images: list[str]
     files: list[Path]
     sources: list[str]
+    synthetic: dict[str, Any] | None = None
 
 
 def is_patch_folder(path: Path) -> bool:
@@ -75,6 +78,7 @@ def write_patch_folder(
     bit_depths: Sequence[int],
     crop: CropConfig,
     preprocess: Preprocess,
+    synthetic: dict[str, Any] | None = None,
     on_patch: Callable[[int], None] | None = None,
 ) -> PatchFolder:
     """Write the drawn patches and their manifest to the new folder ``output``, atomically.
@@ -86,6 +90,8 @@ def write_patch_folder(
         bit_depths: each source image's bits per sample (8 or 16), the depth of its patches.
         crop: the settings the patches were cut with.
         preprocess: how the source images were prepared.
+        synthetic: the defect settings, when ``draw`` holds patches with synthetic defects
+            and their masks (written as ``N_mask.png``, 0/255).
         on_patch: called with the number of patches written so far.
     """
     check_new_folder(output)
@@ -96,6 +102,7 @@ def write_patch_folder(
         files = _write_pngs(temporary, draw, bit_depths, on_patch)
         manifest = _manifest(files, [images[i] for i in draw.image_index], images, crop,
                              preprocess)  # fmt: skip
+        manifest["synthetic"] = synthetic
         (temporary / MANIFEST).write_text(json.dumps(manifest, indent=1))
         os.chmod(temporary, 0o777 & ~_umask())
         if output.is_dir():
@@ -141,6 +148,9 @@ def _write_pngs(
         name = f"{index:0{digits}d}.png"
         path = folder / name
         path.write_bytes(encode_png(to_integer(patch, bit_depths[source]), path))
+        if draw.masks is not None:
+            mask_path = folder / f"{index:0{digits}d}_mask.png"
+            mask_path.write_bytes(encode_png(draw.masks[index].astype(np.uint8) * 255, mask_path))
         names.append(name)
         if on_patch is not None:
             on_patch(index + 1)
@@ -201,6 +211,7 @@ def _from_manifest(path: Path, manifest: dict[str, Any]) -> PatchFolder:
         images=images,
         files=files,
         sources=sources,
+        synthetic=manifest.get("synthetic"),
     )
 
 

@@ -16,10 +16,12 @@ class PatchDraw:
     Attributes:
         pixels: (num, C, size, size) float32 patches.
         image_index: (num,) int64, the index of each patch's source image in the input list.
+        masks: (num, size, size) bool masks of synthetic defects in the patches, or None.
     """
 
     pixels: np.ndarray
     image_index: np.ndarray
+    masks: np.ndarray | None = None
 
 
 def draw_patches(

@@ -4,7 +4,7 @@ only parses options, builds the settings, calls one of these and renders its res
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +32,7 @@ from aeinspect.patches import draw_patches
 from aeinspect.report import METRICS_FORMAT, describe_model
 from aeinspect.runtime import library_versions
 from aeinspect.segmentation import Segmentation, Segmenter
+from aeinspect.synthetic import DefectConfig, corrupt_batch
 from aeinspect.thresholds import threshold_by_area, threshold_by_fpr
 from aeinspect.training import EpochRecord, TrainResult, fit, new_model
 from aeinspect.training_data import TrainingData, TrainingInputs, split_images, training_data
@@ -43,12 +44,15 @@ def crop_images(
     *,
     preprocess: Preprocess,
     config: CropConfig,
+    defects: DefectConfig | None = None,
     on_patch: Callable[[int], None] | None = None,
 ) -> PatchFolder:
     """Cut random patches from good images into the new patch folder ``output``.
 
     The patches are those that ``train`` cuts from the same images with the same settings,
-    seed and ``--val-split 0``.
+    seed and ``--val-split 0``. With ``defects``, they carry synthetic defects as the kinds
+    that learn from them draw them (``synthetic.corrupt_batch``, seeded by the crop seed), and
+    each patch's mask is written beside it.
     """
     if not sources:
         raise InputError("no images to cut patches from")
@@ -60,6 +64,9 @@ def crop_images(
         augment=config.augment,
         rng=np.random.default_rng(config.seed),
     )
+    if defects is not None:
+        corrupted = corrupt_batch(draw.pixels, np.random.default_rng([config.seed, 1]), defects)
+        draw = replace(draw, pixels=corrupted.pixels, masks=corrupted.masks)
     return write_patch_folder(
         output,
         draw,
@@ -67,6 +74,7 @@ def crop_images(
         bit_depths=[image.bit_depth for image in images],
         crop=config,
         preprocess=preprocess,
+        synthetic=None if defects is None else asdict(defects),
         on_patch=on_patch,
     )
 

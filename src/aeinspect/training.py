@@ -97,6 +97,7 @@ class _Run:
     model: nn.Module
     kind: Kind
     optimizer: torch.optim.Optimizer
+    schedule: torch.optim.lr_scheduler.LRScheduler | None  # stepped after every epoch
     order: torch.Generator  # batch order and any sampling noise
     defects: np.random.Generator  # any synthetic defects of the kind
     started: float
@@ -172,6 +173,7 @@ def _start(
         model=model,
         kind=get_kind(model.config.kind),
         optimizer=optimizer,
+        schedule=_lr_schedule(optimizer, config),
         order=torch.Generator().manual_seed(config.seed + start_epoch),
         defects=np.random.default_rng([config.seed, start_epoch]),
         started=started,
@@ -183,6 +185,19 @@ def _start(
     if start_epoch and val_patches is not None:
         run.best.update(evaluate_loss(model, val_patches, config.batch_size, device), model)
     return run
+
+
+STEP_DECAY = 0.2  # the "step" schedule's factor, after 80 % and 90 % of the epochs
+
+
+def _lr_schedule(
+    optimizer: torch.optim.Optimizer, config: TrainConfig
+) -> torch.optim.lr_scheduler.LRScheduler | None:
+    """The learning-rate schedule over this run's epochs (None: constant)."""
+    if config.lr_schedule == "constant":
+        return None
+    milestones = sorted({max(1, int(config.epochs * share)) for share in (0.8, 0.9)})
+    return torch.optim.lr_scheduler.MultiStepLR(optimizer, milestones, gamma=STEP_DECAY)
 
 
 def _epoch(
@@ -197,6 +212,8 @@ def _epoch(
     """Train one epoch and validate; the record and whether time ran out."""
     epoch_start = time.monotonic()
     train_loss, out_of_time = _train_epoch(run, train_patches, config, device, on_batch)
+    if run.schedule is not None:
+        run.schedule.step()
     val_loss = train_loss
     if val_patches is not None:
         val_loss = evaluate_loss(run.model, val_patches, config.batch_size, device)

@@ -80,6 +80,11 @@ def training_inputs(items: Sequence[str], given: dict[str, Any]) -> TrainingInpu
             f"{folders[0]} is a patch folder (it has a {MANIFEST}); give it as the only input"
         )
     folder = read_patch_folder(Path(folders[0]))
+    if folder.synthetic is not None:
+        raise InputError(
+            f"{folder.path} holds patches with synthetic defects (crop --synthetic), to look "
+            "at; crop without --synthetic to train on patches"
+        )
     _check_agrees(folder, given)
     return TrainingInputs(sources=folder, preprocess=folder.preprocess, crop=folder.crop)
 

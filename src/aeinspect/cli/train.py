@@ -32,6 +32,7 @@ from aeinspect.kinds import settings_for
 from aeinspect.patch_folder import MANIFEST, check_new_folder
 from aeinspect.pipeline import Progress, crop_images, train_model, train_summary
 from aeinspect.runtime import select_device
+from aeinspect.synthetic import DefectConfig, parse_defects
 from aeinspect.training import EpochRecord
 from aeinspect.training_data import training_inputs
 
@@ -54,6 +55,14 @@ def crop(
     seed: Annotated[int, typer.Option(help="Seed of images, positions, angles, flips.")] = (
         CROP.seed
     ),
+    synthetic: Annotated[
+        bool,
+        typer.Option(
+            "--synthetic",
+            help="Give the patches synthetic defects as restore, draem and unet train on, "
+            "each with its mask (N_mask.png), to look at.",
+        ),
+    ] = False,
     json_output: Json = False,
     quiet: Quiet = False,
 ) -> None:
@@ -65,6 +74,7 @@ def crop(
     sources = find_images(images)
     with tqdm(total=num, unit="patch", leave=False, disable=not show_progress(quiet)) as bar:
         folder = crop_images(sources, output, preprocess=preprocess, config=config,
+                             defects=DefectConfig() if synthetic else None,
                              on_patch=lambda done: bar.update(done - bar.n))  # fmt: skip
     summary = {"folder": str(output), "manifest": str(output / MANIFEST),
                "patches": len(folder.files), "size": size, "images": len(folder.images),
@@ -98,9 +108,15 @@ def train(
     blur_sigma: opt.BlurSigma = None,
     samples: opt.Samples = None,
     features: opt.Features = None,
+    unet_width: opt.UnetWidth = None,
+    unet_levels: opt.UnetLevels = None,
+    focal_gamma: opt.FocalGamma = None,
+    map_sigma: opt.MapSigma = None,
+    defects: opt.Defects = None,
     epochs: opt.Epochs = TRAIN.epochs,
     batch_size: opt.PatchBatch = TRAIN.batch_size,
     lr: opt.LearningRate = TRAIN.lr,
+    lr_schedule: opt.LearningRateSchedule = TRAIN.lr_schedule,
     weight_decay: opt.WeightDecay = TRAIN.weight_decay,
     val_split: opt.ValSplit = TRAIN.val_split,
     patience: opt.Patience = TRAIN.patience,
@@ -116,7 +132,9 @@ def train(
     check_model_output(output)
     inputs = training_inputs(images, {"num": num, "size": size, "resize": resize, "scale": scale,
                                       "channels": channels, "augment": augment})  # fmt: skip
-    own = {"samples": samples, "blur_sigma": blur_sigma}
+    own = {"samples": samples, "blur_sigma": blur_sigma, "unet_width": unet_width,
+           "unet_levels": unet_levels, "focal_gamma": focal_gamma, "map_sigma": map_sigma,
+           "defects": None if defects is None else parse_defects(defects)}  # fmt: skip
     model_config = ModelConfig(
         kind=model, patch_size=inputs.crop.patch_size, channels=inputs.preprocess.channels,
         latent=latent, window=window, blend=blend, smooth=smooth, residual_scale=residual_scale,
@@ -124,7 +142,8 @@ def train(
     )  # fmt: skip
     train_config = TrainConfig(
         num_patches=inputs.crop.num_patches, augment=inputs.crop.augment, epochs=epochs,
-        batch_size=batch_size, lr=lr, weight_decay=weight_decay, val_split=val_split,
+        batch_size=batch_size, lr=lr, lr_schedule=lr_schedule, weight_decay=weight_decay,
+        val_split=val_split,
         patience=patience, max_minutes=max_minutes, seed=seed,
     )  # fmt: skip
     model_file, result = train_model(

@@ -11,6 +11,7 @@ import typer
 from aeinspect.cli.options import CROP, PREPROCESS, shown
 from aeinspect.kinds import kind_names
 from aeinspect.kinds.blur import BlurSettings
+from aeinspect.kinds.draem import DraemSettings
 from aeinspect.kinds.vae import VaeSettings
 
 TrainImages = Annotated[
@@ -51,6 +52,7 @@ ResidualScale = Annotated[
 ]
 
 # a kind's own settings: None unless given (the kind's default, shown)
+DRAEM = DraemSettings()  # the U-Net settings of draem and unet alike
 BlurSigma = Annotated[
     float | None,
     typer.Option(help=shown("blur: σ of the reference's blur.", BlurSettings().blur_sigma)),
@@ -59,6 +61,28 @@ Samples = Annotated[
     int | None,
     typer.Option(help=shown("vae: latent samples N decoded per window.", VaeSettings().samples)),
 ]
+UnetWidth = Annotated[
+    int | None,
+    typer.Option(help=shown("draem, unet: channels of the U-Net's first level.", DRAEM.unet_width)),
+]
+UnetLevels = Annotated[
+    int | None,
+    typer.Option(help=shown("draem, unet: resolutions of the U-Net.", DRAEM.unet_levels)),
+]
+FocalGamma = Annotated[
+    float | None, typer.Option(help=shown("draem, unet: γ of the focal loss.", DRAEM.focal_gamma))
+]
+MapSigma = Annotated[
+    float | None,
+    typer.Option(help=shown("draem, unet: σ smoothing the defect probability (0 = none).",
+                            DRAEM.map_sigma)),
+]  # fmt: skip
+Defects = Annotated[
+    str | None,
+    typer.Option(help="restore, draem, unet: synthetic defect settings to change, as "
+                 "NAME=NUMBER,… (e.g. clean_fraction=0.4,fills.flat=0.3; see the README). "
+                 "[default: none changed]", show_default=False),
+]  # fmt: skip
 Features = Annotated[
     Path | None, typer.Option(help="fm: state dict file of an AlexNet (torchvision key names).")
 ]
@@ -67,6 +91,9 @@ Features = Annotated[
 Epochs = Annotated[int, typer.Option(help="Epochs at most.")]
 PatchBatch = Annotated[int, typer.Option("--batch-size", help="Patches per step.")]
 LearningRate = Annotated[float, typer.Option("--lr", help="Adam learning rate.")]
+LearningRateSchedule = Annotated[
+    str, typer.Option(help="constant, or step: × 0.2 after 80 % and 90 % of the epochs.")
+]
 WeightDecay = Annotated[float, typer.Option(help="Adam weight decay.")]
 ValSplit = Annotated[float, typer.Option(help="Fraction of images held out.")]
 Patience = Annotated[int, typer.Option(help="Stop after N epochs without gain (0=never).")]

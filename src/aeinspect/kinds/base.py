@@ -19,6 +19,7 @@ from torch import nn
 
 from aeinspect.errors import InputError
 from aeinspect.models import Autoencoder
+from aeinspect.synthetic import DefectConfig, corrupt_batch
 from aeinspect.windows import reconstruct_by_windows
 
 if TYPE_CHECKING:
@@ -189,6 +190,19 @@ def scaled_residual(
     coarse = residual_map(small_image, small_recon, window=config.window)
     return F.interpolate(coarse[:, None], size=(height, width), mode="bilinear",
                          align_corners=False)[:, 0]  # fmt: skip
+
+
+def with_synthetic_defects(
+    patches: torch.Tensor, rng: np.random.Generator, defects: DefectConfig
+) -> TrainingBatch:
+    """Clean (B, C, P, P) patches as targets, with synthetic defects as inputs and their
+    masks (``synthetic.corrupt_batch``)."""
+    corrupted = corrupt_batch(patches.numpy(), rng, defects)
+    return TrainingBatch(
+        inputs=torch.from_numpy(corrupted.pixels),
+        targets=patches,
+        masks=torch.from_numpy(corrupted.masks.astype(np.float32)),
+    )
 
 
 def squared_error(image: torch.Tensor, recon: torch.Tensor, *, window: int) -> torch.Tensor:

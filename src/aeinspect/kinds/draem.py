@@ -1,0 +1,130 @@
+"""``draem``: reconstructive and discriminative, after DRAEM (Zavrtanik et al., ICCV 2021).
+
+The restoring autoencoder of ``restore`` (Table 1, any P and d) plus a small U-Net that
+takes the image and its restoration and gives per-pixel defect logits; both trained jointly
+on patches with synthetic defects: L2 + SSIM for the restoration, a focal loss on the
+synthetic masks for the segmentation (its gradient reaches the autoencoder too). The
+residual map is the defect probability, smoothed by a Gaussian of ``map_sigma`` pixels: in
+[0, 1], so thresholds, segment, evaluate and the model file work as for every kind.
+
+At inference the autoencoder reconstructs the image window by window (averaged, as
+``ssim``), and the U-Net, being fully convolutional, sees the whole image with its
+reconstruction at once.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import numpy as np
+import torch
+from torch import nn
+
+from aeinspect.errors import InputError
+from aeinspect.kinds.base import Kind, Part, RawAnalysis, TrainingBatch, with_synthetic_defects
+from aeinspect.kinds.restore import check_loss_weights, restoration_loss
+from aeinspect.models import Autoencoder
+from aeinspect.unet import (
+    SegmentationSettings,
+    UNet,
+    check_unet_fits,
+    focal_loss,
+    probability_map,
+    segment_whole,
+)
+from aeinspect.windows import reconstruct_by_windows
+
+if TYPE_CHECKING:
+    from aeinspect.config import ModelConfig, SegmentConfig
+
+
+@dataclass(frozen=True, kw_only=True)
+class DraemSettings(SegmentationSettings):
+    """``SegmentationSettings`` and the restoration's.
+
+    Attributes:
+        focal_weight: weight of the focal loss against the restoration loss.
+        l2_weight, ssim_weight: the restoration loss, as ``restore``'s.
+    """
+
+    focal_weight: float = 1.0
+    l2_weight: float = 1.0
+    ssim_weight: float = 1.0
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if not 0 < self.focal_weight <= 1e3:
+            raise InputError(f"--focal-weight must be in (0, 1000], got {self.focal_weight}")
+        check_loss_weights(l2_weight=self.l2_weight, ssim_weight=self.ssim_weight)
+
+
+class RestoreAndSegment(nn.Module):
+    """The restoring autoencoder (``restorer``) and the U-Net (``discriminator``) that reads
+    the image stacked with its restoration, (B, 2k, H, W)."""
+
+    def __init__(self, config: ModelConfig) -> None:
+        super().__init__()
+        settings = config.settings
+        self.config = config
+        self.restorer = Autoencoder(config)
+        self.discriminator = UNet(2 * config.channels, settings.unet_width, settings.unet_levels)
+
+
+class DraemKind(Kind):
+    name = "draem"
+    summary = "restoring autoencoder + U-Net segmenting synthetic defects; R = defect probability"
+    settings_type = DraemSettings
+    compares_images = False
+
+    def check(self, config: ModelConfig) -> None:
+        check_unet_fits(config)
+
+    def build_network(self, config: ModelConfig) -> nn.Module:
+        return RestoreAndSegment(config)
+
+    def training_batch(
+        self, patches: torch.Tensor, rng: np.random.Generator, config: ModelConfig
+    ) -> TrainingBatch:
+        return with_synthetic_defects(patches, rng, config.settings.defects)
+
+    def training_loss(
+        self, network: nn.Module, batch: TrainingBatch, noise: torch.Generator
+    ) -> torch.Tensor:
+        settings, window = network.config.settings, network.config.window
+        recon = network.restorer(batch.inputs)
+        restore = restoration_loss(recon, batch.targets, settings.l2_weight,
+                                   settings.ssim_weight, window)  # fmt: skip
+        logits = network.discriminator(torch.cat([batch.inputs, recon], dim=1))
+        assert batch.masks is not None
+        segment = focal_loss(logits[:, 0], batch.masks, settings.focal_gamma)
+        return restore + settings.focal_weight * segment
+
+    def inference_parts(self, network: nn.Module | None) -> dict[str, Part]:
+        """ "reconstruct": windows → restorations; "discriminate": a (1, 2k, H, W) stack of
+        any size → (H, W) logits."""
+        return {
+            "reconstruct": network.restorer,
+            "discriminate": functools.partial(segment_whole, network.discriminator),
+        }
+
+    def analyse(
+        self,
+        image: torch.Tensor,
+        parts: Mapping[str, Part],
+        config: ModelConfig,
+        segment: SegmentConfig,
+    ) -> RawAnalysis:
+        recon = reconstruct_by_windows(
+            image, parts["reconstruct"], patch=config.patch_size, stride=segment.stride,
+            batch_size=segment.batch_size, blend=config.blend,
+        )  # fmt: skip
+        logits = parts["discriminate"](torch.cat([image, recon], dim=0)[None])
+        return RawAnalysis(
+            residual=probability_map(logits, config.settings.map_sigma), reconstruction=recon
+        )
+
+
+KIND = DraemKind()

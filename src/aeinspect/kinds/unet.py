@@ -1,0 +1,91 @@
+"""``unet``: discriminative only. A U-Net trained on patches with synthetic defects to give
+per-pixel defect logits from the image alone (focal loss on the synthetic masks), with no
+autoencoder: the residual map is the defect probability, smoothed by a Gaussian of
+``map_sigma`` pixels. Being fully convolutional, it sees a whole image at once.
+
+It has no reconstruction; the image itself stands in for one in ``segment``'s outputs.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import numpy as np
+import torch
+from torch import nn
+
+from aeinspect.kinds.base import Kind, Part, RawAnalysis, TrainingBatch, with_synthetic_defects
+from aeinspect.unet import (
+    SegmentationSettings,
+    UNet,
+    check_unet_fits,
+    focal_loss,
+    probability_map,
+    segment_whole,
+)
+
+if TYPE_CHECKING:
+    from aeinspect.config import ModelConfig, SegmentConfig
+
+
+@dataclass(frozen=True, kw_only=True)
+class UnetSettings(SegmentationSettings):
+    """``SegmentationSettings`` (the U-Net, the focal loss, the map's smoothing, the
+    defects)."""
+
+
+class DefectSegmenter(nn.Module):
+    """The U-Net (``discriminator``) over the image's k channels."""
+
+    def __init__(self, config: ModelConfig) -> None:
+        super().__init__()
+        settings = config.settings
+        self.config = config
+        self.discriminator = UNet(config.channels, settings.unet_width, settings.unet_levels)
+
+
+class UnetKind(Kind):
+    name = "unet"
+    summary = "a U-Net segmenting synthetic defects on the image alone; R = defect probability"
+    settings_type = UnetSettings
+    compares_images = False
+
+    def check(self, config: ModelConfig) -> None:
+        check_unet_fits(config)
+
+    def build_network(self, config: ModelConfig) -> nn.Module:
+        return DefectSegmenter(config)
+
+    def training_batch(
+        self, patches: torch.Tensor, rng: np.random.Generator, config: ModelConfig
+    ) -> TrainingBatch:
+        return with_synthetic_defects(patches, rng, config.settings.defects)
+
+    def training_loss(
+        self, network: nn.Module, batch: TrainingBatch, noise: torch.Generator
+    ) -> torch.Tensor:
+        assert batch.masks is not None
+        logits = network.discriminator(batch.inputs)[:, 0]
+        return focal_loss(logits, batch.masks, network.config.settings.focal_gamma)
+
+    def inference_parts(self, network: nn.Module | None) -> dict[str, Part]:
+        """ "discriminate": a (1, k, H, W) image of any size → (H, W) logits."""
+        return {"discriminate": functools.partial(segment_whole, network.discriminator)}
+
+    def analyse(
+        self,
+        image: torch.Tensor,
+        parts: Mapping[str, Part],
+        config: ModelConfig,
+        segment: SegmentConfig,
+    ) -> RawAnalysis:
+        logits = parts["discriminate"](image[None])
+        return RawAnalysis(
+            residual=probability_map(logits, config.settings.map_sigma), reconstruction=image
+        )
+
+
+KIND = UnetKind()

@@ -43,7 +43,7 @@ from aeinspect.checkpoint import ModelFile, save_model
 from aeinspect.config import ModelConfig, Preprocess, SegmentConfig, TrainConfig
 from aeinspect.decision import Decision
 from aeinspect.images import ImageSource
-from aeinspect.kinds import TrainingBatch
+from aeinspect.kinds import TrainingBatch, get_kind
 from aeinspect.models import Autoencoder
 from aeinspect.outputs import DEFAULT_SAVE, write_outputs
 from aeinspect.pipeline import segment_images
@@ -51,6 +51,7 @@ from aeinspect.runtime import keep_freed_memory
 from aeinspect.segmentation import Segmenter
 from aeinspect.ssim import C1, C2, gaussian_kernel
 from aeinspect.training import CPU_MICRO_BATCH, new_model, train_step
+from aeinspect.unet import focal_loss, segment_whole
 from aeinspect.windows import coverage, window_positions
 
 PATCH, LATENT, STRIDE = 128, 100, 30
@@ -250,6 +251,154 @@ def train_steps(batch: int) -> tuple[Callable[[], None], Callable[[], None]]:
     return step, baseline_step
 
 
+# --- the kinds trained on synthetic defects (draem, unet), at the patch size of their recipe
+
+SYNTHETIC_KINDS = ("draem", "unet")
+KIND_PATCH = 64
+
+
+def kind_config(kind: str) -> ModelConfig:
+    return ModelConfig(kind=kind, patch_size=KIND_PATCH, latent=LATENT)
+
+
+def conv_gflop(module: nn.Module, *inputs: torch.Tensor) -> float:
+    """Forward multiply-adds × 2 of ``module(*inputs)`` over its convolutions."""
+    flops = 0
+
+    def count(layer: nn.Module, given: tuple, output: torch.Tensor) -> None:
+        nonlocal flops
+        kernel = layer.kernel_size[0] * layer.kernel_size[1]
+        transposed = isinstance(layer, nn.ConvTranspose2d)
+        positions = (given[0] if transposed else output)[0, 0].numel()
+        flops += 2 * layer.in_channels * layer.out_channels * kernel * positions // layer.groups
+
+    hooks = [layer.register_forward_hook(count) for layer in module.modules()
+             if isinstance(layer, nn.Conv2d | nn.ConvTranspose2d)]  # fmt: skip
+    with torch.inference_mode():
+        module(*inputs)
+    for hook in hooks:
+        hook.remove()
+    return flops / 1e9
+
+
+def kind_gflop_per_patch(kind: str) -> float:
+    """Forward GFLOP of one P×P patch through a kind's networks."""
+    network = new_model(kind_config(kind), seed=0).to(DEVICE).eval()
+    patch = torch.rand(1, 1, KIND_PATCH, KIND_PATCH, device=DEVICE)
+    if kind == "unet":
+        return conv_gflop(network.discriminator, patch)
+    pair = torch.cat([patch, patch], dim=1)
+    return conv_gflop(network.restorer, patch) + conv_gflop(network.discriminator, pair)
+
+
+def plain_kind_loss(kind: str, network: nn.Module, batch: TrainingBatch) -> torch.Tensor:
+    """The kind's loss written plainly: one pass, SSIM by five convolutions, NCHW (the focal
+    loss is aeinspect's: a few elementwise operations)."""
+    gamma = network.config.settings.focal_gamma
+    if kind == "unet":
+        logits = network.discriminator(batch.inputs)[:, 0]
+        return focal_loss(logits, batch.masks, gamma)
+    recon = network.restorer(batch.inputs)
+    restore = F.mse_loss(recon, batch.targets)
+    restore = restore + (1 - baseline_ssim_map(recon, batch.targets)).mean()
+    logits = network.discriminator(torch.cat([batch.inputs, recon], dim=1))[:, 0]
+    return restore + focal_loss(logits, batch.masks, gamma)
+
+
+def kind_train_steps(kind: str, batch: int) -> tuple[Callable[[], None], Callable[[], None]]:
+    """A training step of ``kind`` as ``train`` runs it (synthetic defects drawn on the CPU,
+    channels-last, micro-batches) and the plain one (the same defects and networks, one
+    NCHW pass, the plain loss); each with its own network and optimizer."""
+    config = kind_config(kind)
+    patches = torch.rand(batch, 1, KIND_PATCH, KIND_PATCH)
+    micro_batch = CPU_MICRO_BATCH if DEVICE.type == "cpu" else batch
+    noise, rng = torch.Generator().manual_seed(0), np.random.default_rng(0)
+
+    def network_and_optimizer(fast: bool) -> tuple[nn.Module, torch.optim.Optimizer]:
+        network = new_model(config, seed=0).to(DEVICE)
+        if fast:
+            network = network.to(memory_format=torch.channels_last)
+        return network, torch.optim.Adam(network.parameters(), lr=1e-3)
+
+    ours, ours_optimizer = network_and_optimizer(fast=True)
+    plain, plain_optimizer = network_and_optimizer(fast=False)
+
+    def step() -> None:
+        prepared = get_kind(kind).training_batch(patches, rng, config).to(DEVICE)
+        train_step(ours, ours_optimizer, prepared, noise, micro_batch=micro_batch)
+
+    def baseline_step() -> None:
+        prepared = get_kind(kind).training_batch(patches, rng, config).to(DEVICE)
+        loss = plain_kind_loss(kind, plain, prepared)
+        plain_optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        plain_optimizer.step()
+        synchronise()
+
+    return step, baseline_step
+
+
+def plain_kind_segment(kind: str, network: nn.Module, image: torch.Tensor) -> np.ndarray:
+    """The kind's map written plainly: for draem a per-patch loop over the windows, then the
+    U-Net over the whole (padded) image, the sigmoid and the smoothing."""
+    with torch.inference_mode():
+        planes = image
+        if kind == "draem":
+            total = torch.zeros_like(image)
+            height, width = image.shape[1:]
+            ys = window_positions(height, KIND_PATCH, STRIDE)
+            xs = window_positions(width, KIND_PATCH, STRIDE)
+            for y in ys:
+                for x in xs:
+                    window = image[None, :, y : y + KIND_PATCH, x : x + KIND_PATCH]
+                    total[:, y : y + KIND_PATCH, x : x + KIND_PATCH] += network.restorer(window)[0]
+            counts = np.outer(coverage(height, ys, KIND_PATCH), coverage(width, xs, KIND_PATCH))
+            planes = torch.cat([image, total / torch.from_numpy(counts).to(image)])
+        logits = segment_whole(network.discriminator, planes[None])
+        probability = torch.sigmoid(logits).cpu().numpy()
+        synchronise()
+    sigma = network.config.settings.map_sigma
+    return cv2.GaussianBlur(probability, (0, 0), sigma, borderType=cv2.BORDER_REFLECT)
+
+
+def bench_kind(kind: str, folder: Path, image_path: Path, repeats: int) -> dict:
+    """Training at batch 32 and segmenting the 1024×700 image, each against its plain form."""
+    config = kind_config(kind)
+    network = new_model(config, seed=0)
+    model_path = folder / f"{kind}.pt"
+    save_model(model_path, ModelFile(model=config, preprocess=Preprocess(), train=TrainConfig(),
+                                     state_dict=network.state_dict()))  # fmt: skip
+    step, baseline_step = kind_train_steps(kind, 32)
+    trained = paired_timing(step, baseline_step, repeats, warmup=2)
+    plain = network.to(DEVICE).eval()
+    image = torch.from_numpy(cv2.imread(str(image_path), 0).astype(np.float32) / 255)[None]
+    image = image.to(DEVICE)
+    segmented = paired_timing(
+        lambda: segment_files(model_path, image_path, folder / "out"),
+        lambda: plain_kind_segment(kind, plain, image), repeats, warmup=1,
+    )  # fmt: skip
+    padded = torch.zeros(1, 2 if kind == "draem" else 1, 704, 1024, device=DEVICE)
+    segment_gflop = conv_gflop(plain.discriminator, padded)
+    if kind == "draem":
+        windows = len(window_positions(700, KIND_PATCH, STRIDE)) * len(
+            window_positions(1024, KIND_PATCH, STRIDE)
+        )
+        segment_gflop += windows * conv_gflop(plain.restorer, image[None, :, :64, :64])
+    gflop = kind_gflop_per_patch(kind)
+    return {
+        "gflop_per_patch": gflop,
+        "train_patches_per_second": 32 / trained.median_seconds,
+        "train_baseline_patches_per_second": 32 / statistics.median(trained.baseline_seconds),
+        "train_speedup": trained.speedup,
+        "train_fraction_of_matmul": trained.work_fraction(32 * 3 * gflop),
+        "segment_seconds": segmented.median_seconds,
+        "segment_baseline_seconds": statistics.median(segmented.baseline_seconds),
+        "segment_speedup": segmented.speedup,
+        "segment_ratio_to_matmul_bound": 1 / segmented.work_fraction(segment_gflop),
+        "matmul_gflops": statistics.median(trained.matmul_gflops + segmented.matmul_gflops),
+    }
+
+
 def peak_memory_mb(task: str, *args: str) -> dict[str, float]:
     """Peak memory of a fresh child process running ``task`` once, in MB: "rss" (maximum
     resident set size) and, on a GPU, "gpu" (most GPU memory held by tensors)."""
@@ -344,6 +493,10 @@ def run(repeats: int) -> dict:
         results["segment_peak_mb"] = peak_memory_mb(
             "segment", str(model_path), str(images["1024x700"]), str(Path(folder) / "out")
         )
+        results["kinds"] = {
+            kind: bench_kind(kind, Path(folder), images["1024x700"], repeats)
+            for kind in SYNTHETIC_KINDS
+        }
     results["train"] = {str(batch): bench_train(batch, gflop, repeats) for batch in (32, 64, 128)}
     results["train_peak_mb"] = peak_memory_mb("train")
     return results
@@ -380,6 +533,18 @@ def print_table(results: dict) -> None:
               f"{row['baseline_patches_per_second']:>12.1f} {row['speedup']:>6.2f}x "
               f"{row['matmul_gflops']:>14.0f} {row['fraction_of_matmul']:>8.1%}")  # fmt: skip
     print(f"train batch 128 peak memory: {describe_memory(results['train_peak_mb'])}")
+    print(f"\nkinds on synthetic defects, P = {KIND_PATCH}: training at batch 32 (defects drawn "
+          "on the CPU included in both), segmenting the 1024x700 image at stride 30")  # fmt: skip
+    print(
+        f"{'kind':<7} {'GFLOP/p':>7} {'train p/s':>9} {'plain p/s':>9} {'speedup':>7} "
+        f"{'of matmul':>9} {'segment s':>9} {'plain s':>7} {'speedup':>7} {'of bound':>8}"
+    )
+    for kind, row in results["kinds"].items():
+        print(f"{kind:<7} {row['gflop_per_patch']:>7.4f} {row['train_patches_per_second']:>9.1f} "
+              f"{row['train_baseline_patches_per_second']:>9.1f} {row['train_speedup']:>6.2f}x "
+              f"{row['train_fraction_of_matmul']:>8.1%} {row['segment_seconds']:>9.3f} "
+              f"{row['segment_baseline_seconds']:>7.3f} {row['segment_speedup']:>6.2f}x "
+              f"{row['segment_ratio_to_matmul_bound']:>7.2f}x")  # fmt: skip
 
 
 def main() -> None:

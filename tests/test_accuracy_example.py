@@ -24,18 +24,22 @@ def test_accuracy_runs_every_recipe_and_model_and_reports_each_type(
     out = tmp_path / "out"
     rows = script.main(
         [str(mvtec_folder), "-o", str(out), "--recipes", "paper,half", "--num", "32",
-         "--epochs", "1", "--device", "cpu"],
+         "--epochs", "1", "--synthetic-epochs", "2", "--models", "blur,ssim,unet",
+         "--device", "cpu"],
         run=in_process,
     )  # fmt: skip
     assert [(row["recipe"], row["model"]) for row in rows] == [
-        (recipe, model) for recipe in ("paper", "half") for model in ("ssim", "l2", "blur")
+        (recipe, model) for recipe in ("paper", "half") for model in ("blur", "ssim", "unet")
     ]
     for row in rows:
-        assert row["epochs"] == (0 if row["model"] == "blur" else 1)
+        assert row["epochs"] == {"blur": 0, "ssim": 1, "unet": 2}[row["model"]]
+        assert ("--lr-schedule" in row["flags"]) == (row["model"] == "unet")
         metrics = json.loads((out / f"{row['recipe']}-{row['model']}-report" / "metrics.json")
                              .read_text())  # fmt: skip
-        assert row["per_type"] == {"blob": metrics["per_type"]["blob"]["pixel_auroc"]}
+        blob = metrics["per_type"]["blob"]
+        assert row["per_type"] == {"blob": {k: blob[k] for k in row["per_type"]["blob"]}}
         assert metrics["pixel"]["auroc"] == row["pixel_auroc"]
+        assert row["good_correct"] == metrics["image"]["good_correct"]
         assert metrics["model"]["kind"] == row["model"]
     half = json.loads((out / "half-ssim-report" / "metrics.json").read_text())
     assert half["model"]["preprocess"]["scale"] == 0.5

@@ -83,6 +83,36 @@ def test_max_minutes_stops_training() -> None:
     assert len(result.history) < 10_000
 
 
+def rates_by_epoch(config: TrainConfig) -> list[float]:
+    """Adam's learning rate after each epoch of a short run."""
+    model = new_model(ModelConfig(patch_size=32, latent=8), seed=0)
+    optimizer_rates = []
+    original = training._set_learning_rate
+
+    def record(run, epoch, config) -> None:
+        original(run, epoch, config)
+        optimizer_rates.append(run.optimizer.param_groups[0]["lr"])
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(training, "_set_learning_rate", record)
+        fit(model, stripe_patches(16, 0), None, config, device=torch.device("cpu"))
+    return optimizer_rates
+
+
+def test_the_step_schedule_lowers_the_rate_at_80_and_90_percent_of_the_epochs() -> None:
+    rates = rates_by_epoch(TrainConfig(epochs=10, batch_size=8, lr=1e-3, lr_schedule="step",
+                                       patience=0))  # fmt: skip
+    assert rates == pytest.approx([1e-3] * 7 + [2e-4, 4e-5, 4e-5])
+    constant = rates_by_epoch(TrainConfig(epochs=3, batch_size=8, lr=1e-3, patience=0))
+    assert constant == pytest.approx([1e-3] * 3)
+
+
+def test_the_step_schedule_follows_the_budget_when_it_runs_out_first() -> None:
+    rates = rates_by_epoch(TrainConfig(epochs=100, batch_size=8, lr=1e-3, lr_schedule="step",
+                                       max_minutes=1e-6, patience=0))  # fmt: skip
+    assert rates == pytest.approx([4e-5])  # the budget spent within the first epoch
+
+
 def test_validation_split_holds_out_images_not_patches() -> None:
     train, val = split_images(10, 0.1, seed=0)
     assert len(val) == 1 and sorted(train + val) == list(range(10))

@@ -181,7 +181,8 @@ class TrainConfig:
         batch_size: patches per Adam step.
         lr: Adam learning rate.
         lr_schedule: "constant" (the paper) or "step": the rate × 0.2 after 80 % and again
-            after 90 % of ``epochs`` (DRAEM's schedule).
+            after 90 % of ``epochs`` (DRAEM's schedule) or of ``max_minutes``, whichever
+            comes first.
         weight_decay: Adam's L2 weight decay.
         val_split: fraction of the good images (not patches) held out for validation.
         patience: stop after this many epochs without a better validation loss (0 = never).

@@ -97,7 +97,6 @@ class _Run:
     model: nn.Module
     kind: Kind
     optimizer: torch.optim.Optimizer
-    schedule: torch.optim.lr_scheduler.LRScheduler | None  # stepped after every epoch
     order: torch.Generator  # batch order and any sampling noise
     defects: np.random.Generator  # any synthetic defects of the kind
     started: float
@@ -173,7 +172,6 @@ def _start(
         model=model,
         kind=get_kind(model.config.kind),
         optimizer=optimizer,
-        schedule=_lr_schedule(optimizer, config),
         order=torch.Generator().manual_seed(config.seed + start_epoch),
         defects=np.random.default_rng([config.seed, start_epoch]),
         started=started,
@@ -187,17 +185,23 @@ def _start(
     return run
 
 
-STEP_DECAY = 0.2  # the "step" schedule's factor, after 80 % and 90 % of the epochs
+STEP_DECAY = 0.2  # the "step" schedule's factor
+STEP_AT = (0.8, 0.9)  # ... applied once the run is this far through its epochs or its minutes
 
 
-def _lr_schedule(
-    optimizer: torch.optim.Optimizer, config: TrainConfig
-) -> torch.optim.lr_scheduler.LRScheduler | None:
-    """The learning-rate schedule over this run's epochs (None: constant)."""
+def _set_learning_rate(run: _Run, epoch: int, config: TrainConfig) -> None:
+    """After ``epoch``: the "step" schedule's rate, lr × 0.2 per share of ``STEP_AT`` that
+    the run has passed, counted in epochs or in ``max_minutes``, whichever is further on (so
+    that a run the budget stops still ends at the low rates)."""
     if config.lr_schedule == "constant":
-        return None
-    milestones = sorted({max(1, int(config.epochs * share)) for share in (0.8, 0.9)})
-    return torch.optim.lr_scheduler.MultiStepLR(optimizer, milestones, gamma=STEP_DECAY)
+        return
+    progress = (epoch - run.start_epoch) / config.epochs
+    if config.max_minutes is not None:
+        spent = (time.monotonic() - run.started) / (run.deadline - run.started)
+        progress = max(progress, spent)
+    rate = config.lr * STEP_DECAY ** sum(progress >= share for share in STEP_AT)
+    for group in run.optimizer.param_groups:
+        group["lr"] = rate
 
 
 def _epoch(
@@ -212,8 +216,7 @@ def _epoch(
     """Train one epoch and validate; the record and whether time ran out."""
     epoch_start = time.monotonic()
     train_loss, out_of_time = _train_epoch(run, train_patches, config, device, on_batch)
-    if run.schedule is not None:
-        run.schedule.step()
+    _set_learning_rate(run, epoch, config)
     val_loss = train_loss
     if val_patches is not None:
         val_loss = evaluate_loss(run.model, val_patches, config.batch_size, device)

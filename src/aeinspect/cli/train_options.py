@@ -92,7 +92,11 @@ Epochs = Annotated[int, typer.Option(help="Epochs at most.")]
 PatchBatch = Annotated[int, typer.Option("--batch-size", help="Patches per step.")]
 LearningRate = Annotated[float, typer.Option("--lr", help="Adam learning rate.")]
 LearningRateSchedule = Annotated[
-    str, typer.Option(help="constant, or step: × 0.2 after 80 % and 90 % of the epochs.")
+    str,
+    typer.Option(
+        help="constant, or step: × 0.2 after 80 % and 90 % of the epochs or of --max-minutes, "
+        "whichever comes first."
+    ),
 ]
 WeightDecay = Annotated[float, typer.Option(help="Adam weight decay.")]
 ValSplit = Annotated[float, typer.Option(help="Fraction of images held out.")]

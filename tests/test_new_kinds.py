@@ -122,6 +122,17 @@ def test_the_unet_runs_on_any_image_size_through_reflection_padding() -> None:
         (["--model", "unet", "--unet-levels", "1"], "--unet-levels must be in [2, 6], got 1"),
         (["--model", "draem", "--residual-scale", "2"], "--residual-scale is not for"),
         (
+            ["--model", "unet", "--l2-weight", "1"],
+            "--l2-weight is for --model draem or restore only",
+        ),
+        (["--model", "restore", "--focal-weight", "2"], "--focal-weight is for --model draem"),
+        (["--model", "draem", "--focal-weight", "0"], "--focal-weight must be in (0, 1000]"),
+        (
+            ["--model", "restore", "--l2-weight", "0", "--ssim-weight", "0"],
+            "the loss weights l2_weight, ssim_weight cannot all be 0",
+        ),
+        (["--model", "restore", "--defects", "fills.paint=1"], "synthetic defects: fills must"),
+        (
             ["--model", "draem", "--size", "48", "--unet-levels", "6"],
             "--size 48 must be a multiple of 32",
         ),

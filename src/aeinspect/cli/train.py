@@ -112,6 +112,9 @@ def train(
     unet_levels: opt.UnetLevels = None,
     focal_gamma: opt.FocalGamma = None,
     map_sigma: opt.MapSigma = None,
+    l2_weight: opt.L2Weight = None,
+    ssim_weight: opt.SsimWeight = None,
+    focal_weight: opt.FocalWeight = None,
     defects: opt.Defects = None,
     epochs: opt.Epochs = TRAIN.epochs,
     batch_size: opt.PatchBatch = TRAIN.batch_size,
@@ -134,6 +137,7 @@ def train(
                                       "channels": channels, "augment": augment})  # fmt: skip
     own = {"samples": samples, "blur_sigma": blur_sigma, "unet_width": unet_width,
            "unet_levels": unet_levels, "focal_gamma": focal_gamma, "map_sigma": map_sigma,
+           "l2_weight": l2_weight, "ssim_weight": ssim_weight, "focal_weight": focal_weight,
            "defects": None if defects is None else parse_defects(defects)}  # fmt: skip
     model_config = ModelConfig(
         kind=model, patch_size=inputs.crop.patch_size, channels=inputs.preprocess.channels,
@@ -143,8 +147,7 @@ def train(
     train_config = TrainConfig(
         num_patches=inputs.crop.num_patches, augment=inputs.crop.augment, epochs=epochs,
         batch_size=batch_size, lr=lr, lr_schedule=lr_schedule, weight_decay=weight_decay,
-        val_split=val_split,
-        patience=patience, max_minutes=max_minutes, seed=seed,
+        val_split=val_split, patience=patience, max_minutes=max_minutes, seed=seed,
     )  # fmt: skip
     model_file, result = train_model(
         inputs, model_config=model_config, train_config=train_config,

@@ -77,6 +77,21 @@ MapSigma = Annotated[
     typer.Option(help=shown("draem, unet: σ smoothing the defect probability (0 = none).",
                             DRAEM.map_sigma)),
 ]  # fmt: skip
+L2Weight = Annotated[
+    float | None,
+    typer.Option(help=shown("restore, draem: weight of the restoration's mean squared error.",
+                            DRAEM.l2_weight)),
+]  # fmt: skip
+SsimWeight = Annotated[
+    float | None,
+    typer.Option(help=shown("restore, draem: weight of the restoration's mean(1 − SSIM).",
+                            DRAEM.ssim_weight)),
+]  # fmt: skip
+FocalWeight = Annotated[
+    float | None,
+    typer.Option(help=shown("draem: weight of the focal loss against the restoration's.",
+                            DRAEM.focal_weight)),
+]  # fmt: skip
 Defects = Annotated[
     str | None,
     typer.Option(help="restore, draem, unet: synthetic defect settings to change, as "

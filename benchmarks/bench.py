@@ -340,7 +340,7 @@ def kind_train_steps(kind: str, batch: int) -> tuple[Callable[[], None], Callabl
 
 def plain_kind_segment(kind: str, network: nn.Module, image: torch.Tensor) -> np.ndarray:
     """The kind's map written plainly: for draem a per-patch loop over the windows, then the
-    U-Net over the whole (padded) image, the sigmoid and the smoothing."""
+    U-Net over the whole (padded) image, the sigmoid and any smoothing."""
     with torch.inference_mode():
         planes = image
         if kind == "draem":
@@ -358,6 +358,8 @@ def plain_kind_segment(kind: str, network: nn.Module, image: torch.Tensor) -> np
         probability = torch.sigmoid(logits).cpu().numpy()
         synchronise()
     sigma = network.config.settings.map_sigma
+    if not sigma:
+        return probability
     return cv2.GaussianBlur(probability, (0, 0), sigma, borderType=cv2.BORDER_REFLECT)
 
 

@@ -56,4 +56,6 @@ def test_accuracy_refuses_unknown_recipes(
     with pytest.raises(SystemExit) as stopped:
         load_script().parse_args([str(mvtec_folder), "--recipes", "paper,best"])
     assert stopped.value.code == 2
-    assert "--recipes takes a comma-separated list of paper, quarter" in capsys.readouterr().err
+    assert (
+        "--recipes takes a comma-separated list of paper, quarter, demo" in capsys.readouterr().err
+    )

@@ -41,7 +41,9 @@ RECIPES: dict[str, tuple[str, list[str]]] = {
         "images down-scaled by 4, P = 64, batch 32, lr 1e-3",
         ["--scale", "0.25", "--size", "64", "--batch-size", "32", "--lr", "1e-3"],
     ),
-}
+    "demo": ("the demo's: full size, P = 64, batch 32, lr 1e-3",
+             ["--size", "64", "--batch-size", "32", "--lr", "1e-3"]),
+}  # fmt: skip
 MODELS = ("blur", "ssim", "restore", "draem", "unet")
 SYNTHETIC_FLAGS = ["--no-augment", "--lr-schedule", "step"]
 Runner = Callable[[Sequence[str]], str]

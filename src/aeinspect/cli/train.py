@@ -55,14 +55,7 @@ def crop(
     seed: Annotated[int, typer.Option(help="Seed of images, positions, angles, flips.")] = (
         CROP.seed
     ),
-    synthetic: Annotated[
-        bool,
-        typer.Option(
-            "--synthetic",
-            help="Give the patches synthetic defects as restore, draem and unet train on, "
-            "each with its mask (N_mask.png), to look at.",
-        ),
-    ] = False,
+    synthetic: opt.Synthetic = False,
     json_output: Json = False,
     quiet: Quiet = False,
 ) -> None:

@@ -98,6 +98,11 @@ Defects = Annotated[
                  "NAME=NUMBER,… (e.g. clean_fraction=0.4,fills.flat=0.3; see the README). "
                  "[default: none changed]", show_default=False),
 ]  # fmt: skip
+Synthetic = Annotated[
+    bool,
+    typer.Option("--synthetic", help="crop: give the patches synthetic defects as restore, "
+                 "draem and unet train on, each with its mask (N_mask.png), to look at."),
+]  # fmt: skip
 Features = Annotated[
     Path | None, typer.Option(help="fm: state dict file of an AlexNet (torchvision key names).")
 ]

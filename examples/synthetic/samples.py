@@ -1,9 +1,9 @@
-"""A grid of the synthetic defects that the restore and draem kinds train on, cut from your
+"""A grid of the synthetic defects that restore, draem and unet train on, cut from your
 own good images: each sample as the clean patch, the patch with its defect, and the defect's
 exact mask outlined in red.
 
     python examples/synthetic/samples.py IMAGES... -o synthetic.png
-        [--size 64 --scale 0.25 --count 24 --seed 0 --no-augment]
+        [--size 64 --scale F --count 24 --seed 0 --no-augment]
 
 The patches are cut as ``train`` cuts them (``aeinspect.patches.sample_patches``) and the
 defects drawn as training draws them (``aeinspect.synthetic.corrupt_batch`` with the default

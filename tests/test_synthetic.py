@@ -137,6 +137,23 @@ def test_crop_synthetic_writes_patches_with_their_masks(good_folder: Path, tmp_p
     assert "synthetic defects" in error_line(refused)
 
 
+def test_crop_synthetic_draws_the_defects_given(good_folder: Path, tmp_path: Path) -> None:
+    out = tmp_path / "scratches"
+    result = runner.invoke(app, ["crop", str(good_folder), "-o", str(out), "--size", "32",
+                                 "--num", "4", "--synthetic", "--defects",
+                                 "clean_fraction=0,shapes.perlin=0,shapes.band=0,"
+                                 "shapes.rectangle=0,shapes.ellipse=0"])  # fmt: skip
+    assert result.exit_code == 0, result.output
+    synthetic = json.loads((out / "manifest.json").read_text())["synthetic"]
+    assert synthetic["clean_fraction"] == 0 and synthetic["shapes"]["perlin"] == 0
+    masks = [cv2.imread(str(out / f"{i:06d}_mask.png"), cv2.IMREAD_GRAYSCALE) for i in range(4)]
+    assert all(0 < (m > 0).mean() < 0.5 for m in masks)  # a scratch in every patch
+    alone = runner.invoke(app, ["crop", str(good_folder), "-o", str(tmp_path / "x"),
+                                "--defects", "clean_fraction=0"])  # fmt: skip
+    assert alone.exit_code == 2
+    assert error_line(alone) == "Error: --defects is for crop --synthetic only"
+
+
 def test_the_samples_example_draws_a_grid(good_folder: Path, tmp_path: Path) -> None:
     script = load_example("synthetic/samples.py")
     out = script.main([str(good_folder), "-o", str(tmp_path / "grid.png"), "--size", "32",

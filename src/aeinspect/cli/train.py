@@ -26,6 +26,7 @@ from aeinspect.cli.options import (
     Scale,
 )
 from aeinspect.config import CropConfig, ModelConfig, Preprocess, TrainConfig
+from aeinspect.errors import InputError
 from aeinspect.features import load_feature_weights
 from aeinspect.images import find_images
 from aeinspect.kinds import settings_for
@@ -56,6 +57,7 @@ def crop(
         CROP.seed
     ),
     synthetic: opt.Synthetic = False,
+    defects: opt.Defects = None,
     json_output: Json = False,
     quiet: Quiet = False,
 ) -> None:
@@ -67,7 +69,7 @@ def crop(
     sources = find_images(images)
     with tqdm(total=num, unit="patch", leave=False, disable=not show_progress(quiet)) as bar:
         folder = crop_images(sources, output, preprocess=preprocess, config=config,
-                             defects=DefectConfig() if synthetic else None,
+                             defects=_crop_defects(synthetic, defects),
                              on_patch=lambda done: bar.update(done - bar.n))  # fmt: skip
     summary = {"folder": str(output), "manifest": str(output / MANIFEST),
                "patches": len(folder.files), "size": size, "images": len(folder.images),
@@ -79,6 +81,15 @@ def crop(
             f"{output}: {summary['patches']} patches of {size}x{size} from "
             f"{summary['images']} images (seed {seed}), listed in {summary['manifest']}"
         )
+
+
+def _crop_defects(synthetic: bool, defects: str | None) -> DefectConfig | None:
+    """The synthetic defects ``crop`` draws: None without ``--synthetic``."""
+    if not synthetic:
+        if defects is not None:
+            raise InputError("--defects is for crop --synthetic only")
+        return None
+    return DefectConfig() if defects is None else parse_defects(defects)
 
 
 @app.command()

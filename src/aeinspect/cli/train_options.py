@@ -94,9 +94,9 @@ FocalWeight = Annotated[
 ]  # fmt: skip
 Defects = Annotated[
     str | None,
-    typer.Option(help="restore, draem, unet: synthetic defect settings to change, as "
-                 "NAME=NUMBER,… (e.g. clean_fraction=0.4,fills.flat=0.3; see the README). "
-                 "[default: none changed]", show_default=False),
+    typer.Option(help="restore, draem, unet, crop --synthetic: synthetic defect settings to "
+                 "change, as NAME=NUMBER,… (e.g. clean_fraction=0.4,fills.flat=0.3; see the "
+                 "README). [default: none changed]", show_default=False),
 ]  # fmt: skip
 Synthetic = Annotated[
     bool,

@@ -25,7 +25,6 @@ model must beat it to have earned its training time.
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 import subprocess
 import sys
@@ -33,6 +32,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from aeinspect.kinds import get_kind, kind_names
+from aeinspect.kinds.base import SyntheticDefectsKind
 
 # name: (what it is, the train flags that make it: aeinspect's defaults are the paper's)
 RECIPES: dict[str, tuple[str, list[str]]] = {
@@ -50,9 +50,8 @@ Runner = Callable[[Sequence[str]], str]
 
 
 def learns_from_synthetic_defects(model: str) -> bool:
-    """Whether the kind trains on synthetic defects (its settings say how to draw them)."""
-    fields = dataclasses.fields(get_kind(model).settings_type)
-    return any(field.name == "defects" for field in fields)
+    """Whether the kind trains on synthetic defects."""
+    return isinstance(get_kind(model), SyntheticDefectsKind)
 
 
 def run_aeinspect(args: Sequence[str]) -> str:

@@ -20,6 +20,7 @@ from torch import nn
 from aeinspect.errors import InputError
 from aeinspect.models import Autoencoder
 from aeinspect.synthetic import DefectConfig, corrupt_batch
+from aeinspect.unet import check_unet_fits
 from aeinspect.windows import reconstruct_by_windows
 
 if TYPE_CHECKING:
@@ -157,10 +158,7 @@ class Kind:
     ) -> RawAnalysis:
         """Residual map and reconstruction of a (C, H, W) image: windows reconstructed and
         averaged (SPEC §1 steps 2–3), then the residual against the whole image (step 4)."""
-        recon = reconstruct_by_windows(
-            image, parts["reconstruct"], patch=config.patch_size, stride=segment.stride,
-            batch_size=segment.batch_size, blend=config.blend,
-        )  # fmt: skip
+        recon = windowed_reconstruction(image, parts["reconstruct"], config, segment)
         residual = scaled_residual(self.residual_map, image[None], recon[None], config)
         return RawAnalysis(residual=residual[0], reconstruction=recon)
 
@@ -190,6 +188,37 @@ def scaled_residual(
     coarse = residual_map(small_image, small_recon, window=config.window)
     return F.interpolate(coarse[:, None], size=(height, width), mode="bilinear",
                          align_corners=False)[:, 0]  # fmt: skip
+
+
+def windowed_reconstruction(
+    image: torch.Tensor, reconstruct: Part, config: ModelConfig, segment: SegmentConfig
+) -> torch.Tensor:
+    """The (C, H, W) reconstruction of a (C, H, W) image: windows reconstructed and
+    averaged (SPEC §1 steps 2–3)."""
+    return reconstruct_by_windows(
+        image, reconstruct, patch=config.patch_size, stride=segment.stride,
+        batch_size=segment.batch_size, blend=config.blend,
+    )  # fmt: skip
+
+
+class SyntheticDefectsKind(Kind):
+    """A kind trained on patches with synthetic defects drawn as its settings' ``defects``
+    say; the clean patches are the targets."""
+
+    def training_batch(
+        self, patches: torch.Tensor, rng: np.random.Generator, config: ModelConfig
+    ) -> TrainingBatch:
+        return with_synthetic_defects(patches, rng, config.settings.defects)
+
+
+class DefectSegmentingKind(SyntheticDefectsKind):
+    """A kind whose residual is a U-Net's defect probability: not a comparison of image and
+    reconstruction, and its patch side must halve evenly at every U-Net level."""
+
+    compares_images = False
+
+    def check(self, config: ModelConfig) -> None:
+        check_unet_fits(config)
 
 
 def with_synthetic_defects(

@@ -19,23 +19,26 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-import numpy as np
 import torch
 from torch import nn
 
 from aeinspect.errors import InputError
-from aeinspect.kinds.base import Kind, Part, RawAnalysis, TrainingBatch, with_synthetic_defects
+from aeinspect.kinds.base import (
+    DefectSegmentingKind,
+    Part,
+    RawAnalysis,
+    TrainingBatch,
+    windowed_reconstruction,
+)
 from aeinspect.kinds.restore import check_loss_weights, restoration_loss
 from aeinspect.models import Autoencoder
 from aeinspect.unet import (
     SegmentationSettings,
     UNet,
-    check_unet_fits,
     focal_loss,
     probability_map,
     segment_whole,
 )
-from aeinspect.windows import reconstruct_by_windows
 
 if TYPE_CHECKING:
     from aeinspect.config import ModelConfig, SegmentConfig
@@ -73,22 +76,13 @@ class RestoreAndSegment(nn.Module):
         self.discriminator = UNet(2 * config.channels, settings.unet_width, settings.unet_levels)
 
 
-class DraemKind(Kind):
+class DraemKind(DefectSegmentingKind):
     name = "draem"
     summary = "restoring autoencoder + U-Net segmenting synthetic defects; R = defect probability"
     settings_type = DraemSettings
-    compares_images = False
-
-    def check(self, config: ModelConfig) -> None:
-        check_unet_fits(config)
 
     def build_network(self, config: ModelConfig) -> nn.Module:
         return RestoreAndSegment(config)
-
-    def training_batch(
-        self, patches: torch.Tensor, rng: np.random.Generator, config: ModelConfig
-    ) -> TrainingBatch:
-        return with_synthetic_defects(patches, rng, config.settings.defects)
 
     def training_loss(
         self, network: nn.Module, batch: TrainingBatch, noise: torch.Generator
@@ -117,10 +111,7 @@ class DraemKind(Kind):
         config: ModelConfig,
         segment: SegmentConfig,
     ) -> RawAnalysis:
-        recon = reconstruct_by_windows(
-            image, parts["reconstruct"], patch=config.patch_size, stride=segment.stride,
-            batch_size=segment.batch_size, blend=config.blend,
-        )  # fmt: skip
+        recon = windowed_reconstruction(image, parts["reconstruct"], config, segment)
         logits = parts["discriminate"](torch.cat([image, recon], dim=0)[None])
         return RawAnalysis(
             residual=probability_map(logits, config.settings.map_sigma), reconstruction=recon

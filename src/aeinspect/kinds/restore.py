@@ -7,18 +7,17 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-import numpy as np
 import torch
 from torch import nn
 
 from aeinspect.errors import InputError
-from aeinspect.kinds.base import Kind, TrainingBatch, with_synthetic_defects
+from aeinspect.kinds.base import SyntheticDefectsKind, TrainingBatch
 from aeinspect.kinds.ssim import ssim_residual
 from aeinspect.ssim import ssim_loss
 from aeinspect.synthetic import DefectConfig
 
 if TYPE_CHECKING:
-    from aeinspect.config import ModelConfig
+    pass
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -55,15 +54,10 @@ def restoration_loss(
     return loss
 
 
-class RestoreKind(Kind):
+class RestoreKind(SyntheticDefectsKind):
     name = "restore"
     summary = "restores patches with synthetic defects (L2 + SSIM loss); 1 − SSIM residual"
     settings_type = RestoreSettings
-
-    def training_batch(
-        self, patches: torch.Tensor, rng: np.random.Generator, config: ModelConfig
-    ) -> TrainingBatch:
-        return with_synthetic_defects(patches, rng, config.settings.defects)
 
     def training_loss(
         self, network: nn.Module, batch: TrainingBatch, noise: torch.Generator

@@ -13,15 +13,13 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-import numpy as np
 import torch
 from torch import nn
 
-from aeinspect.kinds.base import Kind, Part, RawAnalysis, TrainingBatch, with_synthetic_defects
+from aeinspect.kinds.base import DefectSegmentingKind, Part, RawAnalysis, TrainingBatch
 from aeinspect.unet import (
     SegmentationSettings,
     UNet,
-    check_unet_fits,
     focal_loss,
     probability_map,
     segment_whole,
@@ -47,22 +45,13 @@ class DefectSegmenter(nn.Module):
         self.discriminator = UNet(config.channels, settings.unet_width, settings.unet_levels)
 
 
-class UnetKind(Kind):
+class UnetKind(DefectSegmentingKind):
     name = "unet"
     summary = "a U-Net segmenting synthetic defects on the image alone; R = defect probability"
     settings_type = UnetSettings
-    compares_images = False
-
-    def check(self, config: ModelConfig) -> None:
-        check_unet_fits(config)
 
     def build_network(self, config: ModelConfig) -> nn.Module:
         return DefectSegmenter(config)
-
-    def training_batch(
-        self, patches: torch.Tensor, rng: np.random.Generator, config: ModelConfig
-    ) -> TrainingBatch:
-        return with_synthetic_defects(patches, rng, config.settings.defects)
 
     def training_loss(
         self, network: nn.Module, batch: TrainingBatch, noise: torch.Generator

@@ -100,7 +100,7 @@ def test_foreign_and_unknown_files_are_refused(tmp_path: Path, content, message:
 def test_text_file_and_missing_file_are_refused(tmp_path: Path) -> None:
     text = tmp_path / "notes.txt"
     text.write_text("hello")
-    with pytest.raises(ModelFileError, match="cannot read model file"):
+    with pytest.raises(ModelFileError, match="not an aeinspect model file .not a file that torch"):
         load_model(text)
     with pytest.raises(ModelFileError, match="no such model file"):
         load_model(tmp_path / "missing.pt")

@@ -209,7 +209,7 @@ def test_error_bad_option_values(tiny_model: Path, test_folder: Path, good_folde
 def test_resume_continues_the_history(tmp_path: Path, tiny_model: Path, good_folder: Path) -> None:
     path = tmp_path / "more.pt"
     result = run("train", str(good_folder), "-o", str(path), "--resume", str(tiny_model),
-                 "--epochs", "1", "--num", "16", "--val-split", "0.34")  # fmt: skip
+                 "--epochs", "3", "--num", "64", "--val-split", "0.34")  # fmt: skip
     assert result.exit_code == 0, result.output
     resumed = load_model(path)
     assert [r["epoch"] for r in resumed.history] == [1, 2, 3]

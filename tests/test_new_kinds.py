@@ -46,7 +46,7 @@ def test_a_few_steps_lower_the_loss(kind: str) -> None:
     # lag the weights in the first few dozen steps, so an eval-mode loss can rise early
     schedule = TrainConfig(epochs=16, batch_size=16, lr=1e-3, patience=0, seed=0)
     result = fit(model, patches, None, schedule, device=CPU)
-    model.load_state_dict(result.state_dict)
+    model.load_state_dict(result.best_weights)
     assert evaluate_loss(model, patches, 32, CPU) < 0.8 * before
 
 

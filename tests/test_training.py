@@ -10,7 +10,7 @@ from aeinspect import training
 from aeinspect.config import ModelConfig, TrainConfig
 from aeinspect.errors import TrainingError
 from aeinspect.kinds import TrainingBatch
-from aeinspect.training import EpochRecord, evaluate_loss, fit, new_model
+from aeinspect.training import EpochRecord, Hooks, evaluate_loss, fit, new_model
 from aeinspect.training_data import split_images
 
 
@@ -29,7 +29,7 @@ def test_a_few_steps_lower_the_loss(kind: str) -> None:
     before = evaluate_loss(model, patches, 32, torch.device("cpu"))
     schedule = TrainConfig(epochs=8, batch_size=16, lr=1e-3, patience=0, seed=0)
     result = fit(model, patches, None, schedule, device=torch.device("cpu"))
-    model.load_state_dict(result.state_dict)
+    model.load_state_dict(result.best_weights)
     after = evaluate_loss(model, patches, 32, torch.device("cpu"))
     assert after < before - 0.02
     assert [r.epoch for r in result.history] == list(range(1, 9))
@@ -42,7 +42,7 @@ def test_same_seed_gives_the_same_weights() -> None:
         schedule = TrainConfig(epochs=2, batch_size=16, seed=seed)
         result = fit(new_model(config, seed=seed), stripe_patches(48, 1), None, schedule,
                      device=torch.device("cpu"))  # fmt: skip
-        states.append(result.state_dict)
+        states.append(result.best_weights)
     for name in states[0]:
         torch.testing.assert_close(states[0][name], states[1][name], atol=0, rtol=0)
     assert any(not torch.equal(states[0][n], states[2][n]) for n in states[0])
@@ -59,13 +59,13 @@ def test_patience_stops_and_keeps_the_best_weights(monkeypatch: pytest.MonkeyPat
 
     schedule = TrainConfig(epochs=50, batch_size=16, lr=1e-3, patience=3, seed=0)
     result = fit(model, stripe_patches(32, 0), stripe_patches(8, 1), schedule,
-                 device=torch.device("cpu"), on_epoch=keep)  # fmt: skip
+                 device=torch.device("cpu"), hooks=Hooks(on_epoch=keep))  # fmt: skip
     assert result.stop_reason == "patience"
     assert [r.epoch for r in result.history] == [1, 2, 3, 4, 5]
     assert [r.best for r in result.history] == [True, True, False, False, False]
-    for name, value in result.state_dict.items():
+    for name, value in result.best_weights.items():
         torch.testing.assert_close(value, snapshots[2][name], atol=0, rtol=0)
-    assert any(not torch.equal(snapshots[5][n], result.state_dict[n]) for n in snapshots[5])
+    assert any(not torch.equal(snapshots[5][n], result.best_weights[n]) for n in snapshots[5])
 
 
 def test_divergence_is_reported_with_a_hint() -> None:

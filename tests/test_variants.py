@@ -151,8 +151,8 @@ def test_vae_training_is_seeded_and_lowers_the_loss() -> None:
     before = evaluate_loss(new_model(config, seed=1), patches, 16, CPU)
     results = [fit(new_model(config, seed=1), patches, None, schedule, device=CPU)
                for _ in range(2)]  # fmt: skip
-    for name, value in results[0].state_dict.items():
-        torch.testing.assert_close(value, results[1].state_dict[name], atol=0, rtol=0)
+    for name, value in results[0].best_weights.items():
+        torch.testing.assert_close(value, results[1].best_weights[name], atol=0, rtol=0)
     assert results[0].history[-1].train_loss < before - 0.01
 
 
@@ -202,8 +202,8 @@ def test_feature_matching_loss_and_frozen_features(alexnet_file: Path) -> None:
     schedule = TrainConfig(epochs=1, batch_size=4, lr=1e-3, seed=0)
     result = fit(model, torch.rand(8, 1, 32, 32), None, schedule, device=CPU)
     for key, value in weights.items():  # Adam's weight decay does not touch F either
-        torch.testing.assert_close(result.state_dict[key], value, atol=0, rtol=0)
-    assert not torch.equal(result.state_dict["encoder.0.weight"], initial)
+        torch.testing.assert_close(result.best_weights[key], value, atol=0, rtol=0)
+    assert not torch.equal(result.best_weights["encoder.0.weight"], initial)
 
 
 @pytest.mark.parametrize(

@@ -33,7 +33,7 @@ import cv2
 import numpy as np
 import torch
 
-from aeinspect.checkpoint import ModelFile, save_model
+from aeinspect.checkpoint import ModelFile
 from aeinspect.config import CropConfig, ModelConfig, Preprocess, SegmentConfig, TrainConfig
 from aeinspect.images import find_images, read_image
 from aeinspect.pipeline import Progress, train_model
@@ -129,9 +129,9 @@ def train(kind: str, args: argparse.Namespace, out: Path, device: torch.device) 
             seed=args.seed,
         ),  # fmt: skip
         device=device,
+        output=out / f"{kind}.pt",
         progress=Progress(on_epoch=show),
     )
-    save_model(out / f"{kind}.pt", model_file)
     return model_file
 
 

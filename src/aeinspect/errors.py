@@ -1,4 +1,5 @@
-"""One exception family; the CLI turns each into an ``Error: …`` line and exit code 2."""
+"""One exception family, turned by the CLI into an ``Error: …`` line and exit code 2, and the
+notes the core leaves for the user (``warnings.warn(Note(...))``), printed as ``Note: …``."""
 
 
 class AeinspectError(Exception):
@@ -7,6 +8,11 @@ class AeinspectError(Exception):
 
 class InputError(AeinspectError):
     """An image, folder, path list or option value is unusable."""
+
+
+class OutputError(AeinspectError):
+    """An output path cannot be written: a file where a folder belongs, a folder that is not
+    empty, no permission, no space."""
 
 
 class ModelFileError(AeinspectError):
@@ -19,3 +25,13 @@ class DeviceError(AeinspectError):
 
 class TrainingError(AeinspectError):
     """Training cannot go on, e.g. the loss diverged."""
+
+
+class Note(UserWarning):
+    """Something done on the user's behalf that is not an error (an image converted to the
+    model's channels). ``key`` names the kind of note: the CLI prints the first note of each
+    key and no more, so that a folder of colour images gives one line, not thousands."""
+
+    def __init__(self, message: str, *, key: str) -> None:
+        super().__init__(message)
+        self.key = key

@@ -9,7 +9,7 @@ from typing import Any
 
 import torch
 
-from aeinspect.checkpoint import ModelFile, save_model
+from aeinspect.checkpoint import ModelFile
 from aeinspect.config import CropConfig, SegmentConfig
 from aeinspect.dataset import find_test_set
 from aeinspect.errors import InputError
@@ -61,11 +61,10 @@ def run_grid(
     for (name, value), model_config in zip(settings, configs, strict=True):
         inputs = TrainingInputs(train_sources, base.preprocess,
                                 CropConfig(patch_size=model_config.patch_size))  # fmt: skip
-        model_file, result = train_model(
+        model_file, _ = train_model(
             inputs, model_config=model_config, train_config=base.train, device=device,
-            features=features,
+            output=output / f"{name}-{value}.pt", features=features,
         )  # fmt: skip
-        save_model(output / f"{name}-{value}.pt", model_file)
         metrics, _ = evaluate_model(dataset, Segmenter(model_file, device), config)
         row = {
             "parameter": name,
@@ -74,7 +73,7 @@ def run_grid(
             "pixel_auroc_paper": metrics["pixel"]["auroc_paper"],
             "aupro": metrics["pixel"]["aupro"],
             "epochs": len(model_file.history),
-            "train_seconds": sum(r.seconds for r in result.history),
+            "train_seconds": sum(r["seconds"] for r in model_file.history),
         }
         rows.append(row)
         if on_row is not None:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import sys
-import tempfile
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,6 +14,7 @@ import numpy as np
 
 from aeinspect.config import Preprocess
 from aeinspect.errors import InputError
+from aeinspect.output_files import write_bytes_atomic
 
 IMAGE_EXTENSIONS = (".png", ".bmp", ".tif", ".tiff", ".jpg", ".jpeg")
 _DTYPE_RANGE = {np.dtype(np.uint8): 255.0, np.dtype(np.uint16): 65535.0}
@@ -202,7 +202,10 @@ def to_integer(image: np.ndarray, bit_depth: int) -> np.ndarray:
     """(C, H, W) float in [0, 1] → (H, W) or (H, W, 3) uint8 (8 bits) or uint16 (16 bits),
     rounded to the nearest level, ready for ``cv2.imencode``."""
     top, dtype = (255.0, np.uint8) if bit_depth == 8 else (65535.0, np.uint16)
-    array = np.clip(image * top + 0.5, 0, top).astype(dtype)
+    scaled = image * np.float32(top)  # one temporary: the rest happens in place
+    scaled += 0.5
+    np.clip(scaled, 0, top, out=scaled)
+    array = scaled.astype(dtype)
     return array[0] if array.shape[0] == 1 else array.transpose(1, 2, 0)
 
 
@@ -217,26 +220,6 @@ def encode_png(image: np.ndarray, path: Path) -> bytes:
 def write_image(path: Path, image: np.ndarray) -> None:
     """Encode an (H, W) or (H, W, 3) uint8/uint16 array as PNG and write it atomically."""
     write_bytes_atomic(path, encode_png(image, path))
-
-
-def write_bytes_atomic(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` through a temporary file in the same folder and a rename."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(handle, "wb") as stream:
-            stream.write(data)
-        os.chmod(temporary, 0o666 & ~_umask())
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
-
-
-def _umask() -> int:
-    current = os.umask(0)
-    os.umask(current)
-    return current
 
 
 def read_images(sources: Iterable[ImageSource], preprocess: Preprocess) -> list[Image]:

@@ -3,7 +3,6 @@ SSIM components, each written atomically at the image's original size."""
 
 from __future__ import annotations
 
-import io
 from collections.abc import Collection
 from pathlib import Path
 
@@ -11,7 +10,8 @@ import cv2
 import numpy as np
 
 from aeinspect.errors import InputError
-from aeinspect.images import to_uint8, write_bytes_atomic, write_image
+from aeinspect.images import to_uint8, write_image
+from aeinspect.output_files import write_atomic
 from aeinspect.segmentation import Segmentation
 
 SAVE_KINDS = ("mask", "residual", "overlay", "recon", "components")
@@ -52,9 +52,8 @@ def write_outputs(result: Segmentation, folder: Path, save: Collection[str]) -> 
     if "residual" in save:
         put("residual", residual_to_uint16(result.analysis.residual))
         npy = stem.parent / f"{stem.name}_residual.npy"
-        buffer = io.BytesIO()
-        np.save(buffer, result.analysis.residual.astype(np.float32))
-        write_bytes_atomic(npy, buffer.getvalue())
+        residual = result.analysis.residual.astype(np.float32, copy=False)
+        write_atomic(npy, lambda stream: np.save(stream, residual))
         written.append(npy)
     if "overlay" in save:
         put("overlay", overlay(result.image.original, result.mask.mask))
@@ -73,12 +72,19 @@ def write_outputs(result: Segmentation, folder: Path, save: Collection[str]) -> 
 
 def residual_to_uint16(residual: np.ndarray) -> np.ndarray:
     """R scaled by 65535/2 (so the SSIM residual's range [0, 2] fills 16 bits), clipped."""
-    return np.clip(residual * RESIDUAL_PNG_SCALE + 0.5, 0, 65535).astype(np.uint16)
+    return _to_uint16(residual * np.float32(RESIDUAL_PNG_SCALE))
 
 
 def signed_unit_to_uint16(values: np.ndarray) -> np.ndarray:
     """A map in [-1, 1] (an SSIM factor) → uint16 by (v + 1) · 65535/2."""
-    return np.clip((values + 1.0) * RESIDUAL_PNG_SCALE + 0.5, 0, 65535).astype(np.uint16)
+    return _to_uint16((values + np.float32(1.0)) * np.float32(RESIDUAL_PNG_SCALE))
+
+
+def _to_uint16(scaled: np.ndarray) -> np.ndarray:
+    """Round a float array that is already scaled to the 16-bit range, in place, clipped."""
+    scaled += 0.5
+    np.clip(scaled, 0, 65535, out=scaled)
+    return scaled.astype(np.uint16)
 
 
 def overlay(original: np.ndarray, mask: np.ndarray) -> np.ndarray:

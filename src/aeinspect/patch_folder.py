@@ -25,6 +25,7 @@ import numpy as np
 from aeinspect.config import CropConfig, Preprocess, from_dict
 from aeinspect.errors import InputError
 from aeinspect.images import encode_png, read_image, to_integer
+from aeinspect.output_files import check_output_folder
 from aeinspect.patches import PatchDraw
 from aeinspect.runtime import library_versions
 
@@ -62,14 +63,6 @@ def is_patch_folder(path: Path) -> bool:
     return path.is_dir() and (path / MANIFEST).is_file()
 
 
-def check_new_folder(path: Path) -> None:
-    """Refuse an output that is a file or a folder with anything in it."""
-    if path.exists() and not path.is_dir():
-        raise InputError(f"-o {path} is a file; give a new or empty folder for the patches")
-    if path.is_dir() and any(path.iterdir()):
-        raise InputError(f"-o {path} is not empty; give a new or empty folder for the patches")
-
-
 def write_patch_folder(
     output: Path,
     draw: PatchDraw,
@@ -79,12 +72,14 @@ def write_patch_folder(
     crop: CropConfig,
     preprocess: Preprocess,
     synthetic: dict[str, Any] | None = None,
+    overwrite: bool = False,
     on_patch: Callable[[int], None] | None = None,
 ) -> PatchFolder:
     """Write the drawn patches and their manifest to the new folder ``output``, atomically.
 
     Args:
-        output: a folder that does not exist yet or is empty.
+        output: a folder that does not exist yet or is empty; with ``overwrite`` a folder
+            with files, replaced whole once the new one is complete.
         draw: the patches, (N, C, P, P) float32 in [0, 1], and each one's image index.
         images: the source images, indexed by ``draw.image_index``.
         bit_depths: each source image's bits per sample (8 or 16), the depth of its patches.
@@ -92,9 +87,10 @@ def write_patch_folder(
         preprocess: how the source images were prepared.
         synthetic: the defect settings, when ``draw`` holds patches with synthetic defects
             and their masks (written as ``N_mask.png``, 0/255).
+        overwrite: replace a folder that holds files.
         on_patch: called with the number of patches written so far.
     """
-    check_new_folder(output)
+    check_output_folder(output, overwrite=overwrite)
     parent = output.absolute().parent
     parent.mkdir(parents=True, exist_ok=True)
     temporary = Path(tempfile.mkdtemp(dir=parent, prefix=f".{output.name}.", suffix=".tmp"))
@@ -105,13 +101,22 @@ def write_patch_folder(
         manifest["synthetic"] = synthetic
         (temporary / MANIFEST).write_text(json.dumps(manifest, indent=1))
         os.chmod(temporary, 0o777 & ~_umask())
-        if output.is_dir():
-            output.rmdir()  # empty, checked above
-        os.rename(temporary, output)
+        _replace_folder(output, temporary)
     except BaseException:
         shutil.rmtree(temporary, ignore_errors=True)
         raise
     return read_patch_folder(output)
+
+
+def _replace_folder(output: Path, complete: Path) -> None:
+    """Put the complete folder in the place of ``output`` (absent, empty, or replaced)."""
+    if not output.is_dir():
+        os.rename(complete, output)
+        return
+    previous = Path(tempfile.mkdtemp(dir=complete.parent, prefix=f".{output.name}.old."))
+    os.rename(output, previous / output.name)
+    os.rename(complete, output)
+    shutil.rmtree(previous, ignore_errors=True)
 
 
 def _manifest(

@@ -22,7 +22,7 @@ from aeinspect.config import (
 )
 from aeinspect.dataset import TestImage, find_test_set
 from aeinspect.decision import DEFAULT_OPENING, Decision
-from aeinspect.errors import InputError
+from aeinspect.errors import InputError, TrainingError
 from aeinspect.evaluation import Curves, best_f1_threshold, collect, summarise
 from aeinspect.images import Image, ImageSource, find_images, read_image, read_images
 from aeinspect.kinds import get_kind, kind_names
@@ -34,7 +34,7 @@ from aeinspect.runtime import library_versions
 from aeinspect.segmentation import Segmentation, Segmenter
 from aeinspect.synthetic import DefectConfig, corrupt_batch
 from aeinspect.thresholds import threshold_by_area, threshold_by_fpr
-from aeinspect.training import EpochRecord, TrainResult, fit, new_model
+from aeinspect.training import CHECKPOINT_MINUTES, EpochRecord, Hooks, TrainResult, fit, new_model
 from aeinspect.training_data import TrainingData, TrainingInputs, split_images, training_data
 
 
@@ -45,9 +45,11 @@ def crop_images(
     preprocess: Preprocess,
     config: CropConfig,
     defects: DefectConfig | None = None,
+    overwrite: bool = False,
     on_patch: Callable[[int], None] | None = None,
 ) -> PatchFolder:
-    """Cut random patches from good images into the new patch folder ``output``.
+    """Cut random patches from good images into the new patch folder ``output`` (with
+    ``overwrite``, a folder that holds files is replaced).
 
     The patches are those that ``train`` cuts from the same images with the same settings,
     seed and ``--val-split 0``. With ``defects``, they carry synthetic defects as the kinds
@@ -75,16 +77,27 @@ def crop_images(
         crop=config,
         preprocess=preprocess,
         synthetic=None if defects is None else asdict(defects),
+        overwrite=overwrite,
         on_patch=on_patch,
     )
 
 
 @dataclass(frozen=True)
 class Progress:
-    """Optional callbacks of a long verb: after every epoch, after every training step."""
+    """What a long verb tells, and asks, its caller.
+
+    Attributes:
+        on_epoch: called after every training epoch.
+        on_batch: called after every training step with (epoch, patches done, per epoch).
+        stop_requested: polled after every training step: when it turns true, the state is
+            written and training returns, unfinished.
+        checkpoint_minutes: within an epoch, the model file is written at most this often.
+    """
 
     on_epoch: Callable[[EpochRecord], None] | None = None
     on_batch: Callable[[int, int, int], None] | None = None
+    stop_requested: Callable[[], bool] | None = None
+    checkpoint_minutes: float = CHECKPOINT_MINUTES
 
 
 def train_model(
@@ -93,64 +106,102 @@ def train_model(
     model_config: ModelConfig,
     train_config: TrainConfig,
     device: torch.device,
+    output: Path | None = None,
     resume: ModelFile | None = None,
     features: dict[str, torch.Tensor] | None = None,
     progress: Progress = Progress(),
-) -> tuple[ModelFile, TrainResult]:
+) -> tuple[ModelFile, TrainResult | None]:
     """Train a model on good images, or on a patch folder's patches, and choose a first
     decision on the held-out images.
 
-    With ``resume``, its model and preprocessing settings are kept, its weights (an fm
-    model's feature weights too) and optimizer state are the starting point, and epochs
-    count on from its history. A patch folder must have been cut with the model's patch size
-    and preprocessing. ``features``: pretrained feature weights for a kind that takes them
-    (``load_feature_weights``); stored in the model file with the other weights.
+    With ``output``, the model file is written there at every checkpoint (each epoch's end,
+    within an epoch at most every ``progress.checkpoint_minutes``, and when a stop is
+    requested), unfinished, and once more at the end with the decision. With ``resume``, an
+    earlier run goes on from its training state with its model and preprocessing settings
+    (``resume.resumed_schedule`` gives its schedule). A patch folder must have been cut with
+    the model's patch size and preprocessing. ``features``: pretrained feature weights for
+    a kind that takes them (``load_feature_weights``), stored with the other weights.
+
+    Returns:
+        The model file, and how training went (None for a kind that learns nothing).
+
+    Raises:
+        TrainingError: the loss diverged; the file at ``output`` keeps its last checkpoint.
     """
     if resume is not None:
         model_config = resume.model
         inputs = replace(inputs, preprocess=resume.preprocess)
-    kind = get_kind(model_config.kind)
-    if not kind.trainable:
-        return _untrained_model(inputs, model_config, train_config, device)
+    if not get_kind(model_config.kind).trainable:
+        return _untrained_model(inputs, model_config, train_config, device, output)
     _check_features(model_config.kind, features, resume)
     data = training_data(inputs, model_config.patch_size, train_config)
     model = new_model(model_config, train_config.seed, features=features)
-    if resume is not None:
-        model.load_state_dict(resume.state_dict)
-    result = fit(
-        model, data.train_patches, data.val_patches, train_config, device=device,
-        start_epoch=len(resume.history) if resume else 0,
-        optimizer_state=resume.optimizer_state if resume else None,
-        on_epoch=progress.on_epoch, on_batch=progress.on_batch,
-    )  # fmt: skip
-    history = (resume.history if resume else []) + [r.as_dict() for r in result.history]
-    model_file = _trained_model_file(inputs, model_config, train_config, result, history, data)
-    return _with_first_decision(model_file, data.val_images, device), result
+    files = _ModelFiles(inputs, model_config, train_config, data, resume, output)
+    hooks = Hooks(on_epoch=progress.on_epoch, on_batch=progress.on_batch,
+                  on_checkpoint=files.checkpoint, stop_requested=progress.stop_requested,
+                  checkpoint_minutes=progress.checkpoint_minutes)  # fmt: skip
+    try:
+        result = fit(model, data.train_patches, data.val_patches, train_config, device=device,
+                     state=resume.training if resume else None,
+                     best_weights=resume.state_dict if resume else None, hooks=hooks)  # fmt: skip
+    except TrainingError as error:
+        raise TrainingError(f"{error}; {files.what_is_kept()}") from None
+    model_file = files.of(result)
+    if result.state.finished:
+        model_file = _with_first_decision(model_file, data.val_images, device)
+    if output is not None:
+        save_model(output, model_file)
+    return model_file, result
 
 
-def _trained_model_file(
-    inputs: TrainingInputs,
-    model_config: ModelConfig,
-    train_config: TrainConfig,
-    result: TrainResult,
-    history: list[dict[str, Any]],
-    data: TrainingData,
-) -> ModelFile:
-    folder = inputs.sources if isinstance(inputs.sources, PatchFolder) else None
-    return ModelFile(
-        model=model_config,
-        preprocess=inputs.preprocess,
-        train=train_config,
-        state_dict=result.state_dict,
-        history=history,
-        validation_images=[str(s.path.absolute()) for s in data.val_sources],
-        optimizer_state=result.optimizer_state,
-        patch_folder=None if folder is None else describe_patch_folder(folder),
-    )
+class _ModelFiles:
+    """The model files of one training run: what each checkpoint writes, and where."""
+
+    def __init__(
+        self,
+        inputs: TrainingInputs,
+        model_config: ModelConfig,
+        train_config: TrainConfig,
+        data: TrainingData,
+        resume: ModelFile | None,
+        output: Path | None,
+    ) -> None:
+        folder = inputs.sources if isinstance(inputs.sources, PatchFolder) else None
+        self.output = output
+        self.written = output is not None and resume is not None and output.is_file()
+        self.past = resume.history if resume is not None else []
+        self.base = ModelFile(
+            model=model_config,
+            preprocess=inputs.preprocess,
+            train=train_config,
+            state_dict={},
+            decision=resume.decision if resume is not None else None,
+            validation_images=[str(s.path.absolute()) for s in data.val_sources],
+            source_images=[] if folder else [str(s.path.absolute()) for s in inputs.sources],
+            patch_folder=None if folder is None else describe_patch_folder(folder),
+        )
+
+    def of(self, result: TrainResult) -> ModelFile:
+        """The model file of a run's result or snapshot: its best weights and state."""
+        history = self.past + [record.as_dict() for record in result.history]
+        return replace(self.base, state_dict=result.best_weights, history=history,
+                       training=result.state)  # fmt: skip
+
+    def checkpoint(self, result: TrainResult) -> None:
+        if self.output is not None:
+            save_model(self.output, self.of(result))
+            self.written = True
+
+    def what_is_kept(self) -> str:
+        if self.output is None:
+            return "nothing was written"
+        if not self.written:
+            return f"nothing was written to {self.output}"
+        return f"{self.output} keeps its last checkpoint"
 
 
 def train_summary(
-    output: Path, model_file: ModelFile, images: int, stop_reason: str
+    output: Path, model_file: ModelFile, images: int, result: TrainResult | None
 ) -> dict[str, Any]:
     """What ``train`` reports: the file, the kind, how training went, the first decision."""
     history = model_file.history
@@ -164,7 +215,7 @@ def train_summary(
         "patch_folder": None if folder is None else folder["path"],
         "validation_images": len(model_file.validation_images),
         "epochs": len(history),
-        "stopped_by": stop_reason,
+        "stopped_by": "reference" if result is None else result.stop_reason,
         "best_epoch": best.get("epoch"),
         "best_val_loss": best.get("val_loss"),
         "train_seconds": sum(r["seconds"] for r in history),
@@ -178,7 +229,8 @@ def _untrained_model(
     model_config: ModelConfig,
     train_config: TrainConfig,
     device: torch.device,
-) -> tuple[ModelFile, TrainResult]:
+    output: Path | None,
+) -> tuple[ModelFile, None]:
     """A kind that learns nothing (the ``blur`` reference): its settings are stored and a
     decision is chosen on the held-out images exactly as for a trained model."""
     if isinstance(inputs.sources, PatchFolder):
@@ -193,8 +245,9 @@ def _untrained_model(
         validation_images=[str(inputs.sources[i].path.absolute()) for i in val_idx],
     )
     model_file = _with_first_decision(model_file, [images[i] for i in val_idx], device)
-    return model_file, TrainResult(state_dict={}, optimizer_state={}, history=[],
-                                   stop_reason="reference")  # fmt: skip
+    if output is not None:
+        save_model(output, model_file)
+    return model_file, None
 
 
 def _with_first_decision(

@@ -11,8 +11,8 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
 from aeinspect.evaluation import AUPRO_LIMIT, Curves  # noqa: E402
-from aeinspect.images import write_bytes_atomic  # noqa: E402
 from aeinspect.metrics import auc, aupro_from_curve  # noqa: E402
+from aeinspect.output_files import write_bytes_atomic  # noqa: E402
 
 
 def _save(figure: plt.Figure, path: Path) -> None:

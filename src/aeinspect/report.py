@@ -10,8 +10,8 @@ from typing import Any
 
 from aeinspect.checkpoint import ModelFile
 from aeinspect.evaluation import Curves
-from aeinspect.images import write_bytes_atomic
 from aeinspect.metrics import thin_curve
+from aeinspect.output_files import write_bytes_atomic
 
 METRICS_FORMAT = "aeinspect-metrics/1"
 

@@ -1,8 +1,9 @@
-"""Device choice and seeding, in one place."""
+"""Device choice, CPU threads and seeding, in one place."""
 
 from __future__ import annotations
 
 import ctypes
+import os
 import random
 import re
 import sys
@@ -10,7 +11,7 @@ import sys
 import numpy as np
 import torch
 
-from aeinspect.errors import DeviceError
+from aeinspect.errors import DeviceError, InputError
 
 _DEVICE_PATTERN = re.compile(r"^(auto|cpu|cuda(:\d+)?)$")
 
@@ -34,6 +35,33 @@ def select_device(name: str = "auto") -> torch.device:
                 f"--device {name}: only {torch.cuda.device_count()} CUDA device(s) present"
             )
     return device
+
+
+def available_cpus() -> int:
+    """The CPUs this process may run on (its affinity mask where the OS has one)."""
+    if hasattr(os, "sched_getaffinity"):
+        return len(os.sched_getaffinity(0))
+    return os.cpu_count() or 1
+
+
+def set_threads(count: int | None) -> None:
+    """Run torch's and OpenCV's parallel loops on ``count`` threads (None: torch's choice,
+    one per core, and OpenCV's own). Nothing stores it: it changes speed, not results.
+
+    Raises:
+        InputError: ``count`` is below 1 or above the CPUs this process may use.
+    """
+    if count is None:
+        return
+    cpus = available_cpus()
+    if not 1 <= count <= cpus:
+        raise InputError(
+            f"--threads must be between 1 and {cpus} (the CPUs this process may use), got {count}"
+        )
+    import cv2
+
+    torch.set_num_threads(count)
+    cv2.setNumThreads(count)
 
 
 # glibc mallopt() options (malloc.h)

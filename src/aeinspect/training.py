@@ -1,14 +1,15 @@
 """The training loop: Adam with real weight decay, validation each epoch, early stopping,
-best-validation weights kept. No file I/O and no printing: progress leaves through a callback."""
+best-validation weights kept, and a ``TrainingState`` from which an interrupted run goes on
+bit for bit. No file I/O and no printing: progress, checkpoints and stop requests pass
+through ``Hooks``."""
 
 from __future__ import annotations
 
 import copy
-import functools
 import math
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -18,6 +19,8 @@ from torch import nn
 from aeinspect.config import ModelConfig, TrainConfig
 from aeinspect.errors import TrainingError
 from aeinspect.kinds import Kind, TrainingBatch, get_kind
+
+CHECKPOINT_MINUTES = 5.0  # within an epoch, a checkpoint at most this often
 
 
 @dataclass(frozen=True)
@@ -52,20 +55,84 @@ class EpochRecord:
 
 
 @dataclass(frozen=True)
-class TrainResult:
-    """The best weights and how training went.
+class TrainingState:
+    """Where a training run stands: what ``fit`` needs to go on exactly where it stopped.
 
     Attributes:
-        state_dict: CPU copy of the weights with the lowest validation loss.
-        optimizer_state: Adam's state at the end, for resuming.
-        history: every epoch run.
-        stop_reason: "epochs", "patience" or "max_minutes".
+        epoch: epochs completed.
+        step: steps completed of the next epoch (0 at an epoch boundary).
+        seconds: training time spent over every session (``max_minutes`` counts it).
+        weights: the network's current weights, CPU copies.
+        optimizer: Adam's state dict (its learning rate included).
+        best_loss: the lowest validation loss so far, inf before the first epoch ends.
+        stale: epochs since the best loss last fell.
+        order_rng: the torch generator state of batch order and sampling noise (uint8).
+        defects_rng: the NumPy generator state of synthetic defects (plain values).
+        permutation: the patch order of the epoch in progress (int64), None at a boundary.
+        step_losses: the losses of that epoch's steps so far.
+        stop_reason: why training ended ("epochs", "patience" or "max_minutes"), or None
+            while it has not.
     """
 
-    state_dict: dict[str, torch.Tensor]
-    optimizer_state: dict[str, Any]
+    epoch: int
+    step: int
+    seconds: float
+    weights: dict[str, torch.Tensor]
+    optimizer: dict[str, Any]
+    best_loss: float
+    stale: int
+    order_rng: torch.Tensor
+    defects_rng: dict[str, Any]
+    permutation: torch.Tensor | None = None
+    step_losses: list[float] = field(default_factory=list)
+    stop_reason: str | None = None
+
+    @property
+    def finished(self) -> bool:
+        return self.stop_reason is not None
+
+
+@dataclass(frozen=True)
+class TrainResult:
+    """A run's outcome, or a snapshot of it while it runs (a checkpoint).
+
+    Attributes:
+        best_weights: CPU copy of the weights with the lowest validation loss (the current
+            weights before the first epoch ends).
+        history: the epochs this call of ``fit`` ran.
+        state: where the run stands, to resume from.
+    """
+
+    best_weights: dict[str, torch.Tensor]
     history: list[EpochRecord]
-    stop_reason: str
+    state: TrainingState
+
+    @property
+    def stop_reason(self) -> str:
+        """Why training ended: "epochs", "patience" or "max_minutes"; "interrupted" when
+        a stop was requested (or while the run goes on)."""
+        return self.state.stop_reason or "interrupted"
+
+
+@dataclass(frozen=True)
+class Hooks:
+    """What ``fit`` tells, and asks, the code around it.
+
+    Attributes:
+        on_epoch: called after every epoch with its record.
+        on_batch: called after every step with (epoch, patches done, patches per epoch).
+        on_checkpoint: called with a snapshot at the end of every epoch, within an epoch at
+            most every ``checkpoint_minutes``, and when a stop is requested.
+        checkpoint_minutes: the longest time between two snapshots within an epoch.
+        stop_requested: polled after every step; when it turns true, the run snapshots
+            and returns.
+    """
+
+    on_epoch: Callable[[EpochRecord], None] | None = None
+    on_batch: Callable[[int, int, int], None] | None = None
+    on_checkpoint: Callable[[TrainResult], None] | None = None
+    checkpoint_minutes: float = CHECKPOINT_MINUTES
+    stop_requested: Callable[[], bool] | None = None
 
 
 @dataclass
@@ -81,8 +148,12 @@ class _BestWeights:
             self.stale += 1
             return False
         self.loss, self.stale = loss, 0
-        self.state = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
+        self.state = _cpu_copy(model.state_dict())
         return True
+
+
+def _cpu_copy(tensors: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    return {k: v.detach().to("cpu", copy=True) for k, v in tensors.items()}
 
 
 # A training step on the CPU runs its batch in slices of this many patches (see train_step):
@@ -92,18 +163,46 @@ CPU_MICRO_BATCH = 32
 
 @dataclass
 class _Run:
-    """What one call of ``fit`` carries from epoch to epoch."""
+    """What one call of ``fit`` carries from step to step."""
 
     model: nn.Module
     kind: Kind
+    config: TrainConfig
+    device: torch.device
+    hooks: Hooks
     optimizer: torch.optim.Optimizer
     order: torch.Generator  # batch order and any sampling noise
     defects: np.random.Generator  # any synthetic defects of the kind
-    started: float
-    deadline: float
-    start_epoch: int
-    last_epoch: int
     best: _BestWeights
+    epoch: int  # epochs completed
+    step: int = 0  # steps completed of the next epoch
+    permutation: torch.Tensor | None = None
+    step_losses: list[float] = field(default_factory=list)
+    prior_seconds: float = 0.0  # spent by earlier sessions
+    started: float = field(default_factory=time.monotonic)
+    last_checkpoint: float = field(default_factory=time.monotonic)
+    stop_reason: str | None = None
+
+    def seconds(self) -> float:
+        """Training time spent over every session."""
+        return self.prior_seconds + time.monotonic() - self.started
+
+    def out_of_time(self) -> bool:
+        budget = self.config.max_minutes
+        return budget is not None and self.seconds() >= 60 * budget
+
+    def snapshot(self, history: list[EpochRecord]) -> TrainResult:
+        state = TrainingState(
+            epoch=self.epoch, step=self.step, seconds=self.seconds(),
+            weights=_cpu_copy(self.model.state_dict()),
+            optimizer=copy.deepcopy(self.optimizer.state_dict()),
+            best_loss=self.best.loss, stale=self.best.stale,
+            order_rng=self.order.get_state(), defects_rng=self.defects.bit_generator.state,
+            permutation=self.permutation, step_losses=list(self.step_losses),
+            stop_reason=self.stop_reason,
+        )  # fmt: skip
+        best = self.best.state if self.best.state is not None else state.weights
+        return TrainResult(best_weights=best, history=list(history), state=state)
 
 
 def fit(
@@ -113,76 +212,99 @@ def fit(
     config: TrainConfig,
     *,
     device: torch.device,
-    start_epoch: int = 0,
-    optimizer_state: dict[str, Any] | None = None,
-    on_epoch: Callable[[EpochRecord], None] | None = None,
-    on_batch: Callable[[int, int, int], None] | None = None,
+    state: TrainingState | None = None,
+    best_weights: dict[str, torch.Tensor] | None = None,
+    hooks: Hooks = Hooks(),
 ) -> TrainResult:
-    """Train a kind's network (``new_model``) on (N, C, P, P) float32 patches in [0, 1].
+    """Train a kind's network (``new_model``) on (N, C, P, P) float32 patches in [0, 1], up to
+    ``config.epochs`` epochs in all, or go on from ``state``.
 
     Args:
         model: the network, initialised (seeded) by the caller; moved to ``device``.
         train_patches: (N, C, P, P) clean patches, kept on the CPU and sent batch by batch
             (the kind prepares each batch: ``Kind.training_batch``).
         val_patches: (M, C, P, P) validation patches, or None to judge by training loss.
-        config: the schedule and stopping rules.
+        config: the schedule and stopping rules; ``epochs`` and ``max_minutes`` count the
+            whole run, earlier sessions included.
         device: where to compute.
-        start_epoch: epochs already run (a resume); numbering continues from it, and the
-            starting weights count as the best so far.
-        optimizer_state: Adam's state to resume from.
-        on_epoch: called after every epoch with its record.
-        on_batch: called after every step with (epoch, patches done, patches per epoch).
+        state: a run to go on with (``TrainResult.state`` of an earlier call): its weights,
+            optimizer, generators, epoch and step are restored, and the same patches give
+            the same weights as a run never stopped.
+        best_weights: the weights of ``state.best_loss`` (with ``state``).
+        hooks: progress, checkpoints and stop requests.
+
+    Raises:
+        TrainingError: a step's loss is not finite (the weights are left as before it).
     """
-    run = _start(model, val_patches, config, device, start_epoch, optimizer_state)
+    run = _start(model, config, device, hooks, state, best_weights)
     history: list[EpochRecord] = []
-    stop_reason = None
-    for epoch in range(start_epoch + 1, run.last_epoch + 1):
-        report = None if on_batch is None else functools.partial(on_batch, epoch)
-        record, out_of_time = _epoch(run, epoch, train_patches, val_patches, config, device, report)
+    while True:
+        run.stop_reason = _stop_reason(run)
+        if run.stop_reason is not None or _stop_requested(hooks):
+            return run.snapshot(history)
+        record = _epoch(run, train_patches, val_patches, history)
+        if record is None:  # a stop was requested within the epoch
+            return _checkpoint(run, history)
         history.append(record)
-        if on_epoch is not None:
-            on_epoch(record)
-        stop_reason = _stop_reason(out_of_time, run.best, config.patience)
-        if stop_reason is not None:
-            break
-    assert run.best.state is not None  # an epoch ran, and its loss was finite
-    return TrainResult(
-        state_dict=run.best.state,
-        optimizer_state=copy.deepcopy(run.optimizer.state_dict()),
-        history=history,
-        stop_reason=stop_reason or "epochs",
-    )
+        if hooks.on_epoch is not None:
+            hooks.on_epoch(record)
+        _checkpoint(run, history)
+
+
+def _stop_requested(hooks: Hooks) -> bool:
+    return hooks.stop_requested is not None and hooks.stop_requested()
 
 
 def _start(
     model: nn.Module,
-    val_patches: torch.Tensor | None,
     config: TrainConfig,
     device: torch.device,
-    start_epoch: int,
-    optimizer_state: dict[str, Any] | None,
+    hooks: Hooks,
+    state: TrainingState | None,
+    best_weights: dict[str, torch.Tensor] | None,
 ) -> _Run:
+    if state is not None:
+        model.load_state_dict(state.weights)
     model.to(device, memory_format=torch.channels_last)  # faster convolutions, same results
     trainable = [p for p in model.parameters() if p.requires_grad]  # not fm's frozen F
     optimizer = torch.optim.Adam(trainable, lr=config.lr, weight_decay=config.weight_decay)
-    if optimizer_state is not None:
-        optimizer.load_state_dict(optimizer_state)
-    started = time.monotonic()
     run = _Run(
-        model=model,
-        kind=get_kind(model.config.kind),
-        optimizer=optimizer,
-        order=torch.Generator().manual_seed(config.seed + start_epoch),
-        defects=np.random.default_rng([config.seed, start_epoch]),
-        started=started,
-        deadline=math.inf if config.max_minutes is None else started + 60 * config.max_minutes,
-        start_epoch=start_epoch,
-        last_epoch=start_epoch + config.epochs,
-        best=_BestWeights(),
-    )
-    if start_epoch and val_patches is not None:
-        run.best.update(evaluate_loss(model, val_patches, config.batch_size, device), model)
+        model=model, kind=get_kind(model.config.kind), config=config, device=device,
+        hooks=hooks, optimizer=optimizer, order=torch.Generator().manual_seed(config.seed),
+        defects=np.random.default_rng([config.seed, 0]), best=_BestWeights(), epoch=0,
+    )  # fmt: skip
+    if state is not None:
+        _restore(run, state, best_weights)
     return run
+
+
+def _restore(run: _Run, state: TrainingState, best_weights: dict[str, torch.Tensor] | None) -> None:
+    run.optimizer.load_state_dict(state.optimizer)
+    run.order.set_state(state.order_rng)
+    run.defects.bit_generator.state = state.defects_rng
+    best = best_weights if math.isfinite(state.best_loss) else None
+    run.best = _BestWeights(loss=state.best_loss, stale=state.stale, state=best)
+    run.epoch, run.step, run.prior_seconds = state.epoch, state.step, state.seconds
+    run.permutation, run.step_losses = state.permutation, list(state.step_losses)
+
+
+def _stop_reason(run: _Run) -> str | None:
+    """Why the run should end at this epoch boundary, if it should."""
+    if run.out_of_time():
+        return "max_minutes"
+    if run.config.patience and run.best.stale >= run.config.patience:
+        return "patience"
+    if run.epoch >= run.config.epochs:
+        return "epochs"
+    return None
+
+
+def _checkpoint(run: _Run, history: list[EpochRecord]) -> TrainResult:
+    result = run.snapshot(history)
+    if run.hooks.on_checkpoint is not None:
+        run.hooks.on_checkpoint(result)
+    run.last_checkpoint = time.monotonic()
+    return result
 
 
 STEP_DECAY = 0.2  # the "step" schedule's factor
@@ -195,10 +317,9 @@ def _set_learning_rate(run: _Run, epoch: int, config: TrainConfig) -> None:
     that a run the budget stops still ends at the low rates)."""
     if config.lr_schedule == "constant":
         return
-    progress = (epoch - run.start_epoch) / config.epochs
+    progress = epoch / config.epochs
     if config.max_minutes is not None:
-        spent = (time.monotonic() - run.started) / (run.deadline - run.started)
-        progress = max(progress, spent)
+        progress = max(progress, run.seconds() / (60 * config.max_minutes))
     rate = config.lr * STEP_DECAY ** sum(progress >= share for share in STEP_AT)
     for group in run.optimizer.param_groups:
         group["lr"] = rate
@@ -206,44 +327,35 @@ def _set_learning_rate(run: _Run, epoch: int, config: TrainConfig) -> None:
 
 def _epoch(
     run: _Run,
-    epoch: int,
     train_patches: torch.Tensor,
     val_patches: torch.Tensor | None,
-    config: TrainConfig,
-    device: torch.device,
-    on_batch: Callable[[int, int], None] | None,
-) -> tuple[EpochRecord, bool]:
-    """Train one epoch and validate; the record and whether time ran out."""
+    history: list[EpochRecord],
+) -> EpochRecord | None:
+    """Train the next epoch (from the step the run stands at) and validate; its record, or
+    None when a stop was requested before it ended."""
     epoch_start = time.monotonic()
-    train_loss, out_of_time = _train_epoch(run, train_patches, config, device, on_batch)
-    _set_learning_rate(run, epoch, config)
+    train_loss = _train_epoch(run, train_patches, history)
+    if train_loss is None:
+        return None
+    run.epoch += 1
+    epoch = run.epoch
+    _set_learning_rate(run, epoch, run.config)
     val_loss = train_loss
     if val_patches is not None:
-        val_loss = evaluate_loss(run.model, val_patches, config.batch_size, device)
-    _check_finite(epoch, train_loss, val_loss, config.lr)
+        val_loss = evaluate_loss(run.model, val_patches, run.config.batch_size, run.device)
+    if not math.isfinite(val_loss):
+        raise TrainingError(
+            f"training diverged at epoch {epoch}: the validation loss is {val_loss}; lower "
+            f"--lr (now {run.config.lr:g}) and train again"
+        )
     improved = run.best.update(val_loss, run.model)
     now = time.monotonic()
-    done = epoch - run.start_epoch
-    eta = min((run.last_epoch - epoch) * (now - run.started) / done, run.deadline - now)
-    record = EpochRecord(
-        epoch, run.last_epoch, train_loss, val_loss, now - epoch_start, improved, max(eta, 0.0)
-    )
-    return record, out_of_time
-
-
-def _check_finite(epoch: int, train_loss: float, val_loss: float, lr: float) -> None:
-    if not math.isfinite(train_loss) or not math.isfinite(val_loss):
-        raise TrainingError(
-            f"training diverged at epoch {epoch} (loss {train_loss}); lower --lr (now {lr:g})"
-        )
-
-
-def _stop_reason(out_of_time: bool, best: _BestWeights, patience: int) -> str | None:
-    if out_of_time:
-        return "max_minutes"
-    if patience and best.stale >= patience:
-        return "patience"
-    return None
+    per_epoch = (now - run.started) / (len(history) + 1)
+    eta = (run.config.epochs - epoch) * per_epoch
+    if run.config.max_minutes is not None:
+        eta = min(eta, 60 * run.config.max_minutes - run.seconds())
+    return EpochRecord(epoch, run.config.epochs, train_loss, val_loss, now - epoch_start,
+                       improved, max(eta, 0.0))  # fmt: skip
 
 
 def batch_order(count: int, batch_size: int, order: torch.Generator) -> list[torch.Tensor]:
@@ -252,29 +364,40 @@ def batch_order(count: int, batch_size: int, order: torch.Generator) -> list[tor
     return list(torch.randperm(count, generator=order).split(batch_size))
 
 
-def _train_epoch(
-    run: _Run,
-    patches: torch.Tensor,
-    config: TrainConfig,
-    device: torch.device,
-    on_batch: Callable[[int, int], None] | None,
-) -> tuple[float, bool]:
-    """One pass in a random order; returns the mean loss and whether time ran out."""
+def _train_epoch(run: _Run, patches: torch.Tensor, history: list[EpochRecord]) -> float | None:
+    """Go through the epoch in progress from step ``run.step``; its mean loss, or None when a
+    stop was requested (the run then stands after the step that was running). The epoch
+    ends early when the time budget runs out."""
     run.model.train()
-    losses: list[float] = []
-    micro_batch = CPU_MICRO_BATCH if device.type == "cpu" else config.batch_size
-    done = 0
-    for indices in batch_order(len(patches), config.batch_size, run.order):
+    config = run.config
+    if run.permutation is None:
+        run.permutation = torch.cat(batch_order(len(patches), config.batch_size, run.order))
+        run.step, run.step_losses = 0, []
+    batches = run.permutation.split(config.batch_size)
+    micro_batch = CPU_MICRO_BATCH if run.device.type == "cpu" else config.batch_size
+    for indices in batches[run.step :]:
         batch = run.kind.training_batch(patches[indices], run.defects, run.model.config)
-        step_loss = train_step(run.model, run.optimizer, batch.to(device), run.order,
-                               micro_batch=micro_batch)  # fmt: skip
-        losses.append(step_loss)
-        done += len(indices)
-        if on_batch is not None:
-            on_batch(done, len(patches))
-        if time.monotonic() > run.deadline:
-            return float(np.mean(losses)), True
-    return float(np.mean(losses)), False
+        loss = train_step(run.model, run.optimizer, batch.to(run.device), run.order,
+                          micro_batch=micro_batch)  # fmt: skip
+        if not math.isfinite(loss):
+            raise TrainingError(
+                f"training diverged at epoch {run.epoch + 1}, step {run.step + 1}: the loss is "
+                f"{loss}; lower --lr (now {config.lr:g}) and train again"
+            )
+        run.step += 1
+        run.step_losses.append(loss)
+        if run.hooks.on_batch is not None:
+            run.hooks.on_batch(run.epoch + 1, min(run.step * config.batch_size, len(patches)),
+                               len(patches))  # fmt: skip
+        if run.out_of_time() or run.step == len(batches):
+            break
+        if _stop_requested(run.hooks):
+            return None
+        if time.monotonic() - run.last_checkpoint >= 60 * run.hooks.checkpoint_minutes:
+            _checkpoint(run, history)
+    loss = float(np.mean(run.step_losses))
+    run.permutation, run.step, run.step_losses = None, 0, []
+    return loss
 
 
 VALIDATION_SEED = 0  # a kind's sampling noise and synthetic defects in validation: fixed
@@ -306,7 +429,8 @@ def train_step(
     *,
     micro_batch: int,
 ) -> float:
-    """One Adam step on a batch; returns the batch's mean loss.
+    """One Adam step on a batch; returns the batch's mean loss. When the loss is not finite
+    (NaN or ±inf), no step is taken: the weights stay as they were.
 
     The gradient is accumulated over slices of at most ``micro_batch`` patches, each loss
     weighted by its share of the batch: the same gradient as one pass over the whole batch
@@ -319,8 +443,10 @@ def train_step(
         loss = kind.training_loss(model, part, noise) * (len(part) / len(batch))
         loss.backward()
         total += loss.detach()
-    optimizer.step()
-    return total.item()
+    value = total.item()
+    if math.isfinite(value):
+        optimizer.step()
+    return value
 
 
 def new_model(

@@ -10,7 +10,7 @@ import typer
 from tqdm import tqdm
 
 from aeinspect.checkpoint import load_model
-from aeinspect.cli._app import app, show_progress, user_errors
+from aeinspect.cli._app import command, show_progress
 from aeinspect.cli.options import (
     SEGMENT,
     TUNE,
@@ -25,15 +25,15 @@ from aeinspect.cli.options import (
 from aeinspect.config import SegmentConfig, TuneConfig
 from aeinspect.errors import InputError
 from aeinspect.grid import parse_grid, run_grid
-from aeinspect.images import find_images, write_bytes_atomic
+from aeinspect.images import find_images
+from aeinspect.output_files import write_bytes_atomic
 from aeinspect.pipeline import evaluate_model, tune_model_file
 from aeinspect.report import write_evaluation
 from aeinspect.runtime import select_device
 from aeinspect.segmentation import Segmenter
 
 
-@app.command()
-@user_errors
+@command
 def evaluate(
     dataset: Annotated[
         Path, typer.Argument(help="Folder in MVTec AD layout (test/, ground_truth/).")
@@ -90,8 +90,7 @@ def _metrics_lines(metrics: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-@app.command()
-@user_errors
+@command
 def tune(
     images: Annotated[list[str] | None, typer.Argument(
         help="Good images (default: the model's validation images); with --grid, the "

@@ -71,6 +71,11 @@ Save = Annotated[
     typer.Option(help=shown(f"Files to write with -o: {','.join(SAVE_KINDS)}.",
                             ",".join(DEFAULT_SAVE))),
 ]  # fmt: skip
+OverwriteFiles = Annotated[
+    bool,
+    typer.Option("--overwrite", help="Write into an -o folder that holds files, replacing "
+                 "those of the same names."),
+]  # fmt: skip
 JsonLines = Annotated[bool, typer.Option("--json", help="JSON lines on stdout.")]
 FailOnDefect = Annotated[
     bool, typer.Option("--fail-on-defect", help="Exit 1 when any image is defective.")

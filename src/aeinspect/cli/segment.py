@@ -10,9 +10,14 @@ from pathlib import Path
 import typer
 from tqdm import tqdm
 
-from aeinspect.checkpoint import load_model
 from aeinspect.cli import options as opt
-from aeinspect.cli._app import EXIT_DEFECT, app, show_progress, user_errors
+from aeinspect.cli._app import (
+    EXIT_DEFECT,
+    GracefulStop,
+    command,
+    load_model_for_use,
+    show_progress,
+)
 from aeinspect.cli.options import (
     SEGMENT,
     Device,
@@ -26,14 +31,14 @@ from aeinspect.config import SegmentConfig, Shard
 from aeinspect.decision import resolve_decision
 from aeinspect.errors import InputError
 from aeinspect.images import check_readable, find_images
+from aeinspect.output_files import check_output_folder
 from aeinspect.outputs import parse_save_option, write_outputs
 from aeinspect.pipeline import segment_images
 from aeinspect.runtime import select_device
 from aeinspect.segmentation import Segmentation, Segmenter
 
 
-@app.command()
-@user_errors
+@command
 def segment(
     images: Images,
     model_file: ModelPath,
@@ -43,6 +48,7 @@ def segment(
     min_area: opt.MinAreaOverride = None,
     output: opt.OutputFolder = None,
     save: opt.Save = None,
+    overwrite: opt.OverwriteFiles = False,
     json_output: opt.JsonLines = False,
     fail_on_defect: opt.FailOnDefect = False,
     batch_size: WindowBatch = SEGMENT.batch_size,
@@ -54,10 +60,12 @@ def segment(
     if save is not None and output is None:
         raise InputError("--save needs -o/--output, the folder to write to")
     kinds = parse_save_option(save) if output is not None else ()
+    if output is not None:
+        check_output_folder(output, overwrite=overwrite)
     sources = find_images(images)
     if shard is not None:
         sources = Shard.parse(shard).select(sources)
-    loaded = load_model(model_file)
+    loaded = load_model_for_use(model_file)
     decision = resolve_decision(loaded.decision, threshold=threshold, opening=opening,
                                 min_area=min_area, source=str(model_file))  # fmt: skip
     config = SegmentConfig(stride=stride, batch_size=batch_size)
@@ -67,8 +75,13 @@ def segment(
     results = segment_images(sources, segmenter, config, decision,
                              components="components" in kinds)  # fmt: skip
     show = show_progress(quiet)
-    with tqdm(total=len(sources), unit="image", leave=False, disable=not show) as bar:
-        any_defect = _report(results, output, kinds, json_output, bar)
+    with GracefulStop() as stop, tqdm(total=len(sources), unit="image", leave=False,
+                                      disable=not show) as bar:  # fmt: skip
+        done, any_defect = _report(results, output, kinds, json_output, bar, stop)
+    if stop.requested():
+        typer.echo(f"Interrupted after {done} of {len(sources)} images; every file written is "
+                   "complete", err=True)  # fmt: skip
+        raise typer.Exit(stop.exit_code)
     if fail_on_defect and any_defect:
         raise typer.Exit(EXIT_DEFECT)
 
@@ -79,9 +92,11 @@ def _report(
     kinds: tuple[str, ...],
     json_output: bool,
     bar: tqdm,
-) -> bool:
-    """Write each result's files and print its line; whether any image was defective."""
-    any_defect = False
+    stop: GracefulStop,
+) -> tuple[int, bool]:
+    """Write each result's files and print its line, until the results end or a stop is
+    requested; the number of images done and whether any was defective."""
+    done, any_defect = 0, False
     if not json_output:
         typer.echo(f"{'image':<40} {'result':<8} {'defect_px':>9} {'regions':>7} {'max_res':>8}")
     for result in results:
@@ -93,7 +108,10 @@ def _report(
         else:  # clears the bar, writes the line, redraws the bar
             bar.write(line, file=sys.stdout)
         bar.update(1)
-    return any_defect
+        done += 1
+        if stop.requested():
+            break
+    return done, any_defect
 
 
 def _json_line(result: Segmentation, written: list[Path]) -> str:

@@ -4,15 +4,16 @@ from __future__ import annotations
 
 import json
 import sys
+from dataclasses import replace
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 from tqdm import tqdm
 
-from aeinspect.checkpoint import check_model_output, load_model, save_model
+from aeinspect.checkpoint import check_model_output, load_model
 from aeinspect.cli import train_options as opt
-from aeinspect.cli._app import app, show_progress, user_errors
+from aeinspect.cli._app import GracefulStop, command, show_progress
 from aeinspect.cli.options import (
     CROP,
     MODEL,
@@ -30,16 +31,17 @@ from aeinspect.errors import InputError
 from aeinspect.features import load_feature_weights
 from aeinspect.images import find_images
 from aeinspect.kinds import settings_for
-from aeinspect.patch_folder import MANIFEST, check_new_folder
+from aeinspect.output_files import check_output_folder
+from aeinspect.patch_folder import MANIFEST
 from aeinspect.pipeline import Progress, crop_images, train_model, train_summary
+from aeinspect.resume import check_resume_options, resumed_inputs, resumed_schedule
 from aeinspect.runtime import select_device
 from aeinspect.synthetic import DefectConfig, parse_defects
-from aeinspect.training import EpochRecord
-from aeinspect.training_data import training_inputs
+from aeinspect.training import CHECKPOINT_MINUTES, EpochRecord
+from aeinspect.training_data import CROP_OPTIONS, training_inputs
 
 
-@app.command()
-@user_errors
+@command
 def crop(
     images: Images,
     output: Annotated[
@@ -58,6 +60,7 @@ def crop(
     ),
     synthetic: opt.Synthetic = False,
     defects: opt.Defects = None,
+    overwrite: opt.OverwriteFolder = False,
     json_output: Json = False,
     quiet: Quiet = False,
 ) -> None:
@@ -65,11 +68,11 @@ def crop(
     manifest.json; train takes the folder in place of images."""
     preprocess = Preprocess(resize=resize, scale=scale, channels=channels)
     config = CropConfig(num_patches=num, patch_size=size, augment=augment, seed=seed)
-    check_new_folder(output)
+    check_output_folder(output, overwrite=overwrite)
     sources = find_images(images)
     with tqdm(total=num, unit="patch", leave=False, disable=not show_progress(quiet)) as bar:
         folder = crop_images(sources, output, preprocess=preprocess, config=config,
-                             defects=_crop_defects(synthetic, defects),
+                             defects=_crop_defects(synthetic, defects), overwrite=overwrite,
                              on_patch=lambda done: bar.update(done - bar.n))  # fmt: skip
     summary = {"folder": str(output), "manifest": str(output / MANIFEST),
                "patches": len(folder.files), "size": size, "images": len(folder.images),
@@ -92,11 +95,11 @@ def _crop_defects(synthetic: bool, defects: str | None) -> DefectConfig | None:
     return DefectConfig() if defects is None else parse_defects(defects)
 
 
-@app.command()
-@user_errors
+@command
 def train(
-    images: opt.TrainImages,
-    output: opt.ModelOutput,
+    ctx: typer.Context,
+    images: opt.TrainImages = None,
+    output: opt.ModelOutput = None,
     model: opt.Kind = MODEL.kind,
     num: opt.Num = None,
     size: opt.Size = None,
@@ -131,37 +134,82 @@ def train(
     seed: opt.Seed = TRAIN.seed,
     device: Device = "auto",
     resume: opt.Resume = None,
+    overwrite: opt.OverwriteModel = False,
+    checkpoint_minutes: opt.CheckpointMinutes = CHECKPOINT_MINUTES,
     json_output: Json = False,
     quiet: Quiet = False,
 ) -> None:
     """Train a model on defect-free images, or on a patch folder from crop, and write a
-    model file. With a patch folder the crop settings come from its manifest."""
-    check_model_output(output)
-    inputs = training_inputs(images, {"num": num, "size": size, "resize": resize, "scale": scale,
-                                      "channels": channels, "augment": augment})  # fmt: skip
-    own = {"samples": samples, "blur_sigma": blur_sigma, "unet_width": unet_width,
-           "unet_levels": unet_levels, "focal_gamma": focal_gamma, "map_sigma": map_sigma,
-           "l2_weight": l2_weight, "ssim_weight": ssim_weight, "focal_weight": focal_weight,
-           "defects": None if defects is None else parse_defects(defects)}  # fmt: skip
-    model_config = ModelConfig(
-        kind=model, patch_size=inputs.crop.patch_size, channels=inputs.preprocess.channels,
-        latent=latent, window=window, blend=blend, smooth=smooth, residual_scale=residual_scale,
-        settings=settings_for(model, {k: v for k, v in own.items() if v is not None}),
-    )  # fmt: skip
-    train_config = TrainConfig(
-        num_patches=inputs.crop.num_patches, augment=inputs.crop.augment, epochs=epochs,
-        batch_size=batch_size, lr=lr, lr_schedule=lr_schedule, weight_decay=weight_decay,
-        val_split=val_split, patience=patience, max_minutes=max_minutes, seed=seed,
-    )  # fmt: skip
-    model_file, result = train_model(
-        inputs, model_config=model_config, train_config=train_config,
-        device=select_device(device), resume=load_model(resume) if resume else None,
-        features=load_feature_weights(features) if features else None,
-        progress=_TrainProgress().callbacks() if show_progress(quiet) else Progress(),
-    )  # fmt: skip
-    save_model(output, model_file)
-    summary = train_summary(output, model_file, inputs.image_count, result.stop_reason)
+    model file; it is written at every epoch's end too, so that a stopped run (Ctrl-C, a
+    killed process) goes on with --resume. With a patch folder the crop settings come from
+    its manifest."""
+    given = _options_given(ctx)
+    if defects is not None:
+        given["defects"] = parse_defects(defects)
+    stored = load_model(resume) if resume is not None else None
+    if stored is not None and resume is not None:
+        check_resume_options(stored, resume, given)
+        train_config = resumed_schedule(stored, resume, given)
+        inputs = resumed_inputs(stored, resume, images)
+        model_config, output = stored.model, output or resume
+        if output.absolute() != resume.absolute():
+            check_model_output(output, overwrite=overwrite)
+    else:
+        if output is None:
+            raise InputError("-o/--output is missing: the model file to write (or --resume "
+                             "MODEL to go on training one)")  # fmt: skip
+        if not images:
+            raise InputError("no images given: the good images to train on (files, folders or -)")
+        check_model_output(output, overwrite=overwrite)
+        inputs = training_inputs(images, {name: given.get(name) for name in CROP_OPTIONS})
+        model_config = ModelConfig(
+            kind=model, patch_size=inputs.crop.patch_size, channels=inputs.preprocess.channels,
+            latent=latent, window=window, blend=blend, smooth=smooth,
+            residual_scale=residual_scale, settings=settings_for(model, _kind_options(given)),
+        )  # fmt: skip
+        train_config = TrainConfig(
+            num_patches=inputs.crop.num_patches, augment=inputs.crop.augment, epochs=epochs,
+            batch_size=batch_size, lr=lr, lr_schedule=lr_schedule, weight_decay=weight_decay,
+            val_split=val_split, patience=patience, max_minutes=max_minutes, seed=seed,
+        )  # fmt: skip
+    with GracefulStop() as stop:
+        shown = _TrainProgress().callbacks() if show_progress(quiet) else Progress()
+        model_file, result = train_model(
+            inputs, model_config=model_config, train_config=train_config,
+            device=select_device(device), output=output, resume=stored,
+            features=load_feature_weights(features) if features else None,
+            progress=replace(shown, stop_requested=stop.requested,
+                             checkpoint_minutes=checkpoint_minutes),
+        )  # fmt: skip
+    if not model_file.finished:
+        typer.echo(f"Interrupted: {output} holds the state ({model_file.progress()}); go on "
+                   f"with: aeinspect train --resume {output}", err=True)  # fmt: skip
+        raise typer.Exit(stop.exit_code)
+    summary = train_summary(output, model_file, inputs.image_count, result)
     typer.echo(json.dumps(summary) if json_output else _train_lines(summary))
+
+
+# options that set no stored setting: they never contradict a resumed run
+_RUN_OPTIONS = {"images", "output", "resume", "overwrite", "checkpoint_minutes", "device",
+                "json_output", "quiet", "threads", "debug", "features", "defects"}  # fmt: skip
+
+
+def _options_given(ctx: typer.Context) -> dict[str, Any]:
+    """The options given on the command line that set a stored setting: name → value."""
+    return {
+        name: value
+        for name, value in ctx.params.items()
+        if name not in _RUN_OPTIONS
+        and getattr(ctx.get_parameter_source(name), "name", "DEFAULT") == "COMMANDLINE"
+    }
+
+
+_KIND_OPTIONS = ("samples", "blur_sigma", "unet_width", "unet_levels", "focal_gamma",
+                 "map_sigma", "l2_weight", "ssim_weight", "focal_weight", "defects")  # fmt: skip
+
+
+def _kind_options(given: dict[str, Any]) -> dict[str, Any]:
+    return {name: value for name, value in given.items() if name in _KIND_OPTIONS}
 
 
 class _TrainProgress:

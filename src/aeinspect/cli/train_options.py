@@ -15,13 +15,18 @@ from aeinspect.kinds.draem import DraemSettings
 from aeinspect.kinds.vae import VaeSettings
 
 TrainImages = Annotated[
-    list[str],
+    list[str] | None,
     typer.Argument(
         help="Image files, folders (searched recursively), - (paths on stdin), or one patch "
-        "folder written by crop."
+        "folder written by crop. With --resume: the stored ones unless given.",
+        show_default=False,
     ),
 ]
-ModelOutput = Annotated[Path, typer.Option("--output", "-o", help="Model file to write.")]
+ModelOutput = Annotated[
+    Path | None,
+    typer.Option("--output", "-o", help="Model file to write.  [required unless --resume; with "
+                 "it, default: the resumed file]", show_default=False),
+]  # fmt: skip
 Kind = Annotated[
     str,
     typer.Option(help=f"Model kind: {', '.join(kind_names())} (blur: the untrained reference)."),
@@ -126,5 +131,19 @@ MaxMinutes = Annotated[
 ]
 Seed = Annotated[int, typer.Option(help="Seed of split, patches, weights, order.")]
 Resume = Annotated[
-    Path | None, typer.Option(help="Continue training this model file (its settings kept).")
-]
+    Path | None,
+    typer.Option(help="Go on training this model file, into itself unless -o is given: its "
+                 "settings, images and state kept (only --epochs, --patience and "
+                 "--max-minutes may change)."),
+]  # fmt: skip
+OverwriteModel = Annotated[bool, typer.Option("--overwrite", help="Replace an existing -o file.")]
+OverwriteFolder = Annotated[
+    bool,
+    typer.Option("--overwrite", help="Replace an -o folder that holds files, once the new one "
+                 "is complete."),
+]  # fmt: skip
+CheckpointMinutes = Annotated[
+    float,
+    typer.Option(help="Within an epoch, write the model file at most this often (it is "
+                 "written at every epoch's end too)."),
+]  # fmt: skip

@@ -6,6 +6,7 @@ One ``Decision`` is stored in the model file (``tune`` and ``train`` write it); 
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
@@ -35,6 +36,8 @@ class Decision:
     basis: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
+        if math.isnan(self.threshold):
+            raise InputError("the threshold must be a number, got nan")
         if self.opening < 0:
             raise InputError(f"--opening must be >= 0, got {self.opening}")
         if self.min_area < 0:
@@ -65,9 +68,15 @@ def resolve_decision(
     the defaults unless given too.
 
     Raises:
-        InputError: no threshold was given and none is stored.
+        InputError: no threshold was given and none is stored, or the one given is negative
+            or not a number.
     """
     if threshold is not None:
+        if not (math.isfinite(threshold) and threshold >= 0):
+            raise InputError(
+                f"--threshold must be a finite number >= 0 (every residual map is >= 0, so a "
+                f"negative threshold would mark every pixel), got {threshold}"
+            )
         base = Decision(threshold=threshold)
     elif stored is None:
         raise InputError(f"{source} holds no threshold; pass --threshold T")

@@ -28,10 +28,12 @@ class TrainingError(AeinspectError):
 
 
 class Note(UserWarning):
-    """Something done on the user's behalf that is not an error (an image converted to the
-    model's channels). ``key`` names the kind of note: the CLI prints the first note of each
-    key and no more, so that a folder of colour images gives one line, not thousands."""
+    """Something the user should know that is not an error: an image converted to the
+    model's channels (``label`` "Note"), an image so large it takes minutes and gigabytes
+    ("Warning"). ``key`` names the kind of note: the CLI prints the first note of each key
+    and no more, so that a folder of colour images gives one line, not thousands."""
 
-    def __init__(self, message: str, *, key: str) -> None:
+    def __init__(self, message: str, *, key: str, label: str = "Note") -> None:
         super().__init__(message)
         self.key = key
+        self.label = label

@@ -19,7 +19,7 @@ from aeinspect.config import SegmentConfig
 from aeinspect.dataset import GOOD, TestImage, read_mask
 from aeinspect.decision import Decision
 from aeinspect.images import read_image
-from aeinspect.masks import decide, open_mask
+from aeinspect.masks import as_mask, decide, open_mask
 from aeinspect.metrics import (
     KEY_COUNT,
     auc,
@@ -109,7 +109,7 @@ def opened_counts(evidence: Evidence, threshold: np.float16) -> tuple[int, int]:
     """(true positive, false positive) pixels of the opened segmentations of R ≥ threshold."""
     true_pos = false_pos = 0
     for residual, truth in evidence.maps:
-        marked = open_mask(((residual >= threshold) * 255).astype(np.uint8), evidence.opening) > 0
+        marked = open_mask(as_mask(residual >= threshold), evidence.opening) > 0
         true_pos += int(np.count_nonzero(marked & truth))
         false_pos += int(np.count_nonzero(marked & ~truth))
     return true_pos, false_pos

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import sys
+import warnings
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -13,11 +14,12 @@ import cv2
 import numpy as np
 
 from aeinspect.config import Preprocess
-from aeinspect.errors import InputError
-from aeinspect.output_files import write_bytes_atomic
+from aeinspect.errors import InputError, Note
+from aeinspect.output_files import write_atomic
 
 IMAGE_EXTENSIONS = (".png", ".bmp", ".tif", ".tiff", ".jpg", ".jpeg")
 _DTYPE_RANGE = {np.dtype(np.uint8): 255.0, np.dtype(np.uint16): 65535.0}
+BAND_PIXELS = 1 << 21  # conversions of large images go a band of rows of about this size
 
 
 @dataclass(frozen=True)
@@ -160,13 +162,24 @@ def _to_float(raw: np.ndarray, channels: int, path: Path) -> np.ndarray:
     if raw.dtype not in _DTYPE_RANGE:
         raise InputError(f"cannot use image {path}: {raw.dtype} pixels (need 8- or 16-bit)")
     if raw.ndim == 3 and raw.shape[2] == 4:
+        _note(f"{path} has an alpha channel; it is dropped", key="alpha")
         raw = cv2.cvtColor(raw, cv2.COLOR_BGRA2BGR)
     if raw.ndim == 3 and channels == 1:
+        _note(f"{path} is a colour image; it is converted to gray, as the model takes one "
+              "channel (--channels 1)", key="to-gray")  # fmt: skip
         raw = cv2.cvtColor(raw, cv2.COLOR_BGR2GRAY)
     elif raw.ndim == 2 and channels == 3:
+        _note(f"{path} is a gray image; its channel is repeated three times, as the model "
+              "takes colour (--channels 3)", key="to-colour")  # fmt: skip
         raw = cv2.cvtColor(raw, cv2.COLOR_GRAY2BGR)
-    array = raw.astype(np.float32) / _DTYPE_RANGE[raw.dtype]
+    array = raw.astype(np.float32)
+    array /= _DTYPE_RANGE[raw.dtype]  # in place: a large image is converted without a copy
     return array[None] if array.ndim == 2 else np.ascontiguousarray(array.transpose(2, 0, 1))
+
+
+def _note(message: str, *, key: str) -> None:
+    warnings.warn(Note(f"{message} (further images like it are not noted)", key=key),
+                  stacklevel=3)  # fmt: skip
 
 
 def apply_preprocess(image: np.ndarray, preprocess: Preprocess) -> np.ndarray:
@@ -200,26 +213,37 @@ def to_uint8(image: np.ndarray) -> np.ndarray:
 
 def to_integer(image: np.ndarray, bit_depth: int) -> np.ndarray:
     """(C, H, W) float in [0, 1] → (H, W) or (H, W, 3) uint8 (8 bits) or uint16 (16 bits),
-    rounded to the nearest level, ready for ``cv2.imencode``."""
+    rounded to the nearest level, ready for ``cv2.imencode``. A band of rows at a time, so
+    that a large image needs no float copy of itself."""
     top, dtype = (255.0, np.uint8) if bit_depth == 8 else (65535.0, np.uint16)
-    scaled = image * np.float32(top)  # one temporary: the rest happens in place
-    scaled += 0.5
-    np.clip(scaled, 0, top, out=scaled)
-    array = scaled.astype(dtype)
-    return array[0] if array.shape[0] == 1 else array.transpose(1, 2, 0)
+    channels, height, width = image.shape
+    array = np.empty((channels, height, width), dtype=dtype)
+    rows = max(1, BAND_PIXELS // max(width, 1))
+    for start in range(0, height, rows):
+        band = slice(start, start + rows)
+        scaled = image[:, band] * np.float32(top)
+        scaled += 0.5
+        np.clip(scaled, 0, top, out=scaled)
+        array[:, band] = scaled
+    return array[0] if channels == 1 else array.transpose(1, 2, 0)
 
 
 def encode_png(image: np.ndarray, path: Path) -> bytes:
     """An (H, W) or (H, W, 3) uint8/uint16 array as PNG bytes; ``path`` names it in errors."""
+    return _encoded(image, path).tobytes()
+
+
+def _encoded(image: np.ndarray, path: Path) -> np.ndarray:
     ok, encoded = cv2.imencode(".png", image)
     if not ok:
         raise InputError(f"cannot encode {path}")
-    return encoded.tobytes()
+    return encoded
 
 
 def write_image(path: Path, image: np.ndarray) -> None:
     """Encode an (H, W) or (H, W, 3) uint8/uint16 array as PNG and write it atomically."""
-    write_bytes_atomic(path, encode_png(image, path))
+    encoded = _encoded(image, path)
+    write_atomic(path, lambda stream: stream.write(memoryview(encoded)))
 
 
 def read_images(sources: Iterable[ImageSource], preprocess: Preprocess) -> list[Image]:

@@ -45,9 +45,17 @@ def open_mask(marked: np.ndarray, opening: int) -> np.ndarray:
     return cv2.morphologyEx(marked, cv2.MORPH_OPEN, kernel)
 
 
+def as_mask(marked: np.ndarray) -> np.ndarray:
+    """A (H, W) bool array as a uint8 mask, 255 where true, made in the bool array's own
+    memory (which it takes over)."""
+    mask = marked.view(np.uint8) if marked.dtype == np.bool_ else marked.astype(np.uint8)
+    mask *= np.uint8(255)  # in place: the mask takes one byte a pixel, once
+    return mask
+
+
 def threshold_and_open(residual: np.ndarray, threshold: float, opening: int) -> np.ndarray:
     """(H, W) uint8 mask, 255 where R > t, after the circular opening of diameter ``opening``."""
-    return open_mask(((residual > threshold) * 255).astype(np.uint8), opening)
+    return open_mask(as_mask(residual > threshold), opening)
 
 
 def compute_mask(residual: np.ndarray, threshold: float, *, opening: int, min_area: int) -> Mask:

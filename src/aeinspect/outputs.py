@@ -10,7 +10,7 @@ import cv2
 import numpy as np
 
 from aeinspect.errors import InputError
-from aeinspect.images import to_uint8, write_image
+from aeinspect.images import BAND_PIXELS, to_uint8, write_image
 from aeinspect.output_files import write_atomic
 from aeinspect.segmentation import Segmentation
 
@@ -57,8 +57,8 @@ def write_outputs(result: Segmentation, folder: Path, save: Collection[str]) -> 
         written.append(npy)
     if "overlay" in save:
         put("overlay", overlay(result.image.original, result.mask.mask))
-    if "recon" in save:
-        put("recon", to_uint8(np.clip(result.analysis.reconstruction, 0.0, 1.0)))
+    if "recon" in save and result.analysis.reconstruction is not None:
+        put("recon", to_uint8(result.analysis.reconstruction))  # clipped to [0, 1] there
     if "components" in save and result.analysis.components is not None:
         parts = result.analysis.components
         for name, values in (
@@ -72,19 +72,27 @@ def write_outputs(result: Segmentation, folder: Path, save: Collection[str]) -> 
 
 def residual_to_uint16(residual: np.ndarray) -> np.ndarray:
     """R scaled by 65535/2 (so the SSIM residual's range [0, 2] fills 16 bits), clipped."""
-    return _to_uint16(residual * np.float32(RESIDUAL_PNG_SCALE))
+    return _to_uint16(residual, scale=RESIDUAL_PNG_SCALE, offset=0.0)
 
 
 def signed_unit_to_uint16(values: np.ndarray) -> np.ndarray:
     """A map in [-1, 1] (an SSIM factor) → uint16 by (v + 1) · 65535/2."""
-    return _to_uint16((values + np.float32(1.0)) * np.float32(RESIDUAL_PNG_SCALE))
+    return _to_uint16(values, scale=RESIDUAL_PNG_SCALE, offset=1.0)
 
 
-def _to_uint16(scaled: np.ndarray) -> np.ndarray:
-    """Round a float array that is already scaled to the 16-bit range, in place, clipped."""
-    scaled += 0.5
-    np.clip(scaled, 0, 65535, out=scaled)
-    return scaled.astype(np.uint16)
+def _to_uint16(values: np.ndarray, *, scale: float, offset: float) -> np.ndarray:
+    """(H, W) float → uint16 by (v + offset) · scale, rounded and clipped; a band of rows at a
+    time, so that a large map needs no float copy of itself."""
+    result = np.empty(values.shape, dtype=np.uint16)
+    rows = max(1, BAND_PIXELS // max(values.shape[-1], 1))
+    for start in range(0, len(values), rows):
+        band = values[start : start + rows]
+        scaled = (band + np.float32(offset)) if offset else band.astype(np.float32)
+        scaled *= np.float32(scale)
+        scaled += 0.5
+        np.clip(scaled, 0, 65535, out=scaled)
+        result[start : start + rows] = scaled
+    return result
 
 
 def overlay(original: np.ndarray, mask: np.ndarray) -> np.ndarray:

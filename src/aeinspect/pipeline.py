@@ -3,6 +3,7 @@ only parses options, builds the settings, calls one of these and renders its res
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
@@ -11,7 +12,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from aeinspect.checkpoint import ModelFile, load_model, save_model
+from aeinspect.checkpoint import ModelFile, save_model
 from aeinspect.config import (
     CropConfig,
     ModelConfig,
@@ -22,7 +23,7 @@ from aeinspect.config import (
 )
 from aeinspect.dataset import TestImage, find_test_set
 from aeinspect.decision import DEFAULT_OPENING, Decision
-from aeinspect.errors import InputError, TrainingError
+from aeinspect.errors import InputError, Note, TrainingError
 from aeinspect.evaluation import Curves, best_f1_threshold, collect, summarise
 from aeinspect.images import Image, ImageSource, find_images, read_image, read_images
 from aeinspect.kinds import get_kind, kind_names
@@ -310,6 +311,7 @@ def tune_on_labelled_set(
 
 def tune_model_file(
     path: Path,
+    model_file: ModelFile,
     *,
     good: Sequence[str] | None,
     dataset: Path | None,
@@ -317,9 +319,9 @@ def tune_model_file(
     config: SegmentConfig,
     device: torch.device,
 ) -> Decision:
-    """Choose a decision for the model file at ``path`` and write it in: from ``good`` images
-    (default: the model's validation images), or with ``f1`` from the labelled ``dataset``."""
-    model_file = load_model(path)
+    """Choose a decision for ``model_file``, read from ``path``, and write it in there: from
+    ``good`` images (default: the model's validation images), or with ``f1`` from the
+    labelled ``dataset``."""
     segmenter = Segmenter(model_file, device)
     if tune.method == "f1":
         if dataset is None:
@@ -341,14 +343,55 @@ def segment_images(
     config: SegmentConfig,
     decision: Decision,
     *,
+    reconstruction: bool = True,
     components: bool = False,
 ) -> Iterator[Segmentation]:
-    """Segment images one by one, in order; stops at the first unreadable image."""
-    preprocess = segmenter.model_file.preprocess
-    for source in sources:
-        image = read_image(source.path, preprocess)
-        analysis = segmenter.analyse(image, config, components=components)
-        yield Segmentation(source, image, analysis, decide(analysis.residual, decision), decision)
+    """Segment images one by one, in order; stops at the first unreadable image. The
+    settings are checked at once (``Segmenter.check``), before the first image. Each
+    result holds the reconstruction and the SSIM components when asked for."""
+    segmenter.check(config)
+    return _segmented(sources, segmenter, config, decision, reconstruction, components)
+
+
+def _segmented(
+    sources: Sequence[ImageSource],
+    segmenter: Segmenter,
+    config: SegmentConfig,
+    decision: Decision,
+    reconstruction: bool,
+    components: bool,
+) -> Iterator[Segmentation]:
+    for source in sources:  # nothing of an image is held here once it is handed out
+        yield _segment_one(source, segmenter, config, decision, reconstruction, components)
+
+
+# Above this many pixels, segment warns of the time and memory an image takes.
+LARGE_IMAGE_PIXELS = 4096 * 4096
+BYTES_PER_PIXEL = 20  # segment's peak memory per pixel of a large image (make bench)
+
+
+def _segment_one(
+    source: ImageSource,
+    segmenter: Segmenter,
+    config: SegmentConfig,
+    decision: Decision,
+    reconstruction: bool,
+    components: bool,
+) -> Segmentation:
+    image = read_image(source.path, segmenter.model_file.preprocess)
+    height, width = image.original_size
+    if height * width > LARGE_IMAGE_PIXELS:
+        gigabytes = BYTES_PER_PIXEL * height * width / 1e9
+        message = (
+            f"{source.path} is {width}×{height} pixels; above {LARGE_IMAGE_PIXELS / 1e6:.1f} "
+            f"megapixels, segmenting takes minutes on a CPU and about {BYTES_PER_PIXEL} bytes "
+            f"of memory per pixel ({gigabytes:.1f} GB here); a model trained with --scale "
+            "takes less of both"
+        )
+        warnings.warn(Note(message, key="large-image", label="Warning"), stacklevel=2)
+    analysis = segmenter.analyse(image, config, reconstruction=reconstruction,
+                                 components=components)  # fmt: skip
+    return Segmentation(source, image, analysis, decide(analysis.residual, decision), decision)
 
 
 def evaluate_model(

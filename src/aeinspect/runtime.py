@@ -72,13 +72,14 @@ def keep_freed_memory() -> bool:
     """Make glibc's malloc keep freed memory for reuse instead of handing it back at once.
 
     By default glibc serves every buffer over 32 MB (a batch of activations) with a fresh
-    mmap and unmaps it on free, so each training step or window batch page-faults its
-    activations in again: about a fifth of the CPU time in the kernel. Serving every size
-    from the heap and trimming only above 2 GB (with 256 MB of headroom per growth) lets
-    the same pages be reused; training runs about 1.5× faster on 2 cores. Peak memory stays
-    about the same (measured by ``make bench``); memory is returned to the system when the
-    process ends. The CLI calls this once at start; a library user may. Returns whether it
-    applied (glibc only).
+    mmap and unmaps it on free, so each training step page-faults its activations in again:
+    about a fifth of the CPU time in the kernel. Serving every size from the heap and
+    trimming only above 2 GB (with 256 MB of headroom per growth) lets the same pages be
+    reused; training runs about 1.25–1.5× faster on 2 cores (make bench). ``train`` calls
+    this; ``segment`` does not: it gains nothing measurable from it, and with it the
+    image-sized buffers of a large image, never handed back, would add up to twice the
+    memory (measured on an 8000×8000 image). Memory is returned to the system when the
+    process ends. Returns whether it applied (glibc only).
     """
     if not sys.platform.startswith("linux"):
         return False

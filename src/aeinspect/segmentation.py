@@ -20,6 +20,7 @@ import torch
 from aeinspect.checkpoint import ModelFile
 from aeinspect.config import SegmentConfig
 from aeinspect.decision import Decision
+from aeinspect.errors import InputError
 from aeinspect.images import Image, ImageSource, resize
 from aeinspect.kinds import get_kind
 from aeinspect.kinds.base import Part
@@ -42,12 +43,13 @@ class Analysis:
 
     Attributes:
         residual: (H, W) float32 residual map at the image's original size.
-        reconstruction: (C, H, W) float32 reconstruction at original size.
+        reconstruction: (C, H, W) float32 reconstruction at original size, when asked for
+            (a large image's is as large as the image itself).
         components: SSIM l, c, s maps, when asked for.
     """
 
     residual: np.ndarray
-    reconstruction: np.ndarray
+    reconstruction: np.ndarray | None
     components: Components | None = None
 
 
@@ -97,11 +99,37 @@ class Segmenter:
         self.kind = get_kind(model_file.model.kind)
         self.backend = backend or TorchBackend(model_file, device or torch.device("cpu"))
 
+    def check(self, config: SegmentConfig) -> None:
+        """Refuse settings this model cannot segment with: a stride larger than its window,
+        which would leave pixels between windows unreconstructed.
+
+        Raises:
+            InputError: naming the stride and the window.
+        """
+        patch = self.model_file.model.patch_size
+        if self.kind.windowed and config.stride > patch:
+            raise InputError(
+                f"--stride {config.stride} is larger than the model's {patch}-pixel window: "
+                f"pixels between windows would go unreconstructed; give at most {patch}"
+            )
+
     @torch.inference_mode()
-    def analyse(self, image: Image, config: SegmentConfig, *, components: bool = False) -> Analysis:
-        """Residual map and reconstruction of ``image`` as its kind makes them (SPEC §1 steps
-        2–4), the residual smoothed by the model's ``smooth`` σ, both brought back to the
-        original size (step 5)."""
+    def analyse(
+        self,
+        image: Image,
+        config: SegmentConfig,
+        *,
+        reconstruction: bool = True,
+        components: bool = False,
+    ) -> Analysis:
+        """Residual map of ``image`` as its kind makes it (SPEC §1 steps 2–4), smoothed by
+        the model's ``smooth`` σ and brought back to the original size (step 5), with the
+        reconstruction and the SSIM components when asked for.
+
+        Raises:
+            InputError: settings this model cannot segment with (``check``).
+        """
+        self.check(config)
         model = self.model_file.model
         x = torch.from_numpy(image.pixels).to(self.backend.device)
         raw = self.kind.analyse(x, self.backend.parts, model, config)
@@ -109,18 +137,20 @@ class Segmenter:
         if model.smooth:
             residual = cv2.GaussianBlur(residual, (0, 0), model.smooth,
                                         borderType=cv2.BORDER_REFLECT)  # fmt: skip
-        height, width = image.original_size
+        size = image.original_size
         return Analysis(
-            residual=_to_original_size(residual, height, width),
-            reconstruction=_to_original_size(raw.reconstruction.cpu().numpy(), height, width),
-            components=_components(x[None], raw.reconstruction[None], model.window, height, width)
+            residual=_to_original_size(residual, *size),
+            reconstruction=_to_original_size(raw.reconstruction.cpu().numpy(), *size)
+            if reconstruction
+            else None,
+            components=_components(x[None], raw.reconstruction[None], model.window, *size)
             if components
             else None,
         )
 
 
 def _to_original_size(array: np.ndarray, height: int, width: int) -> np.ndarray:
-    return np.ascontiguousarray(resize(array.astype(np.float32), height, width))
+    return np.ascontiguousarray(resize(array.astype(np.float32, copy=False), height, width))
 
 
 def _components(

@@ -3,9 +3,11 @@
 (half-sample) border reflection. Matches ``skimage.metrics.structural_similarity(...,
 gaussian_weights=True, sigma=1.5, use_sample_covariance=False, data_range=1.0, full=True)``.
 
-The five local moments (μx, μy, E[x²], E[y²], E[xy]) of every channel are packed into one
-tensor and blurred at once: by two matrix products for patch-sized images, by a depthwise
-separable convolution for larger ones.
+On the CPU without gradients (every residual map) the maps come from ``ssim_numpy``, which
+computes them with OpenCV in bands of rows. With gradients, or on a GPU, the five local
+moments (μx, μy, E[x²], E[y²], E[xy]) of every channel are packed into one tensor and
+blurred at once: by two matrix products for patch-sized images, by a depthwise separable
+convolution for larger ones.
 """
 
 from __future__ import annotations
@@ -14,17 +16,17 @@ from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
 
-import cv2
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-SIGMA = 1.5
-C1 = 0.01**2
-C2 = 0.03**2
-C3 = C2 / 2
-MIDDLE = 0.5  # moments are accumulated about this value (see _moments)
+from aeinspect import ssim_numpy
+from aeinspect.ssim_numpy import C1, C2, C3, MIDDLE, SIGMA, gaussian_kernel
+
+__all__ = ["SIGMA", "SSIMComponents", "SSIMLoss", "gaussian_kernel", "ssim_components",
+           "ssim_loss", "ssim_map"]  # fmt: skip
+
 # Up to this side the blur runs as matrix products (faster for patches, see _local_means).
 MATMUL_BLUR_MAX_SIDE = 256
 # The training loss blurs in blocks of this many output rows or columns, skipping the zeros
@@ -43,15 +45,6 @@ class SSIMComponents:
     contrast: torch.Tensor
     structure: torch.Tensor
     ssim: torch.Tensor
-
-
-def gaussian_kernel(window: int, sigma: float = SIGMA) -> np.ndarray:
-    """Normalised 1-D Gaussian of ``window`` (odd) taps, float64."""
-    if window < 1 or window % 2 == 0:
-        raise ValueError(f"SSIM window must be odd and positive, got {window}")
-    offsets = np.arange(window) - window // 2
-    weights = np.exp(-(offsets**2) / (2.0 * sigma**2))
-    return weights / weights.sum()
 
 
 @lru_cache(maxsize=64)
@@ -75,19 +68,22 @@ def _blur_operator(length: int, window: int) -> np.ndarray:
 def _local_means(stack: torch.Tensor, window: int) -> torch.Tensor:
     """Gaussian-weighted local means of every channel of (B, C, H, W), same size.
 
-    Three exact ways, by what is fastest where: OpenCV's separable filter on the CPU when
-    no gradient is needed (residual maps); two matrix products with the banded blur
+    Two exact ways, by what is fastest where: two matrix products with the banded blur
     operators for patch-sized images (``_banded_product``: GEMMs that skip the operators'
-    zeros, forward and backward); and a depthwise separable convolution otherwise (large
-    images on a GPU, or with gradients).
+    zeros, forward and backward), and a depthwise separable convolution otherwise (large
+    images on a GPU). (On the CPU without gradients, ``ssim_numpy`` computes the maps.)
     """
     height, width = stack.shape[2:]
-    if stack.device.type == "cpu" and not stack.requires_grad:
-        return _local_means_by_opencv(stack, window)
     if max(height, width) <= MATMUL_BLUR_MAX_SIDE:
         rows, cols = (_blur_tensor(n, window, stack) for n in (height, width))
         return _banded_product(rows, stack, cols.T, window // 2)
     return _local_means_by_convolution(stack, window)
+
+
+def _by_numpy(x: torch.Tensor, y: torch.Tensor) -> bool:
+    """Whether ``ssim_numpy`` computes the maps: on the CPU, when no gradient is needed."""
+    needs_gradient = torch.is_grad_enabled() and (x.requires_grad or y.requires_grad)
+    return x.device.type == "cpu" and not needs_gradient
 
 
 @lru_cache(maxsize=64)
@@ -117,17 +113,6 @@ def _banded_product(
         [left[outputs, inputs] @ horizontal[..., inputs, :]
          for outputs, inputs in _band_blocks(height, radius)], dim=-2,
     )  # fmt: skip
-
-
-def _local_means_by_opencv(stack: torch.Tensor, window: int) -> torch.Tensor:
-    planes = stack.detach().contiguous().numpy()
-    taps = gaussian_kernel(window).astype(planes.dtype)
-    blurred = np.empty_like(planes)
-    for index in np.ndindex(planes.shape[:2]):
-        # BORDER_REFLECT is the symmetric (half-sample) reflection: "fedcba|abcdef|fedcba"
-        cv2.sepFilter2D(planes[index], -1, taps, taps, dst=blurred[index],
-                        borderType=cv2.BORDER_REFLECT)  # fmt: skip
-    return torch.from_numpy(blurred)
 
 
 def _local_means_by_convolution(stack: torch.Tensor, window: int) -> torch.Tensor:
@@ -165,6 +150,13 @@ def ssim_map(x: torch.Tensor, y: torch.Tensor, *, window: int = 11) -> torch.Ten
 
     Values lie in [-1, 1]; 1 where the images agree.
     """
+    _check_pair(x, y, window)
+    if _by_numpy(x, y):
+        a, b = x.detach().numpy(), y.detach().numpy()
+        out = np.empty((len(a), *a.shape[2:]), dtype=ssim_numpy.float_type(a))
+        for index in range(len(a)):
+            ssim_numpy.ssim_map(a[index], b[index], window=window, out=out[index])
+        return torch.from_numpy(out)
     mu_x, mu_y, var_x, var_y, cov = _moments(x, y, window)
     numerator = (2 * mu_x * mu_y + C1) * (2 * cov + C2)
     denominator = (mu_x * mu_x + mu_y * mu_y + C1) * (var_x + var_y + C2)
@@ -173,6 +165,13 @@ def ssim_map(x: torch.Tensor, y: torch.Tensor, *, window: int = 11) -> torch.Ten
 
 def ssim_components(x: torch.Tensor, y: torch.Tensor, *, window: int = 11) -> SSIMComponents:
     """Luminance l, contrast c and structure s maps (the paper's Figure 3(d)) and SSIM."""
+    _check_pair(x, y, window)
+    if _by_numpy(x, y):
+        pairs = zip(x.detach().numpy(), y.detach().numpy(), strict=True)
+        parts = [ssim_numpy.ssim_components(a, b, window=window) for a, b in pairs]
+        names = ("luminance", "contrast", "structure", "ssim")
+        stacked = (np.stack([getattr(part, name) for part in parts]) for name in names)
+        return SSIMComponents(*(torch.from_numpy(maps) for maps in stacked))
     mu_x, mu_y, var_x, var_y, cov = _moments(x, y, window)
     sigma_x, sigma_y = var_x.clamp_min(0).sqrt(), var_y.clamp_min(0).sqrt()
     luminance = (2 * mu_x * mu_y + C1) / (mu_x * mu_x + mu_y * mu_y + C1)

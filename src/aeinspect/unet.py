@@ -100,6 +100,7 @@ class UNet(nn.Module):
         self.merge = nn.ModuleList(_block(2 * cout, cout) for cout in widths[-2::-1])
         self.head = nn.Conv2d(width, 1, 1)
         self.multiple = 2 ** (levels - 1)
+        self.reach = 3 * 2**levels  # no input farther than this from an output changes it
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if x.ndim != 4 or x.shape[2] % self.multiple or x.shape[3] % self.multiple:
@@ -118,16 +119,43 @@ class UNet(nn.Module):
         return self.head(x)
 
 
+TILE = 1024  # the side of the tiles a large image is segmented in, margins left out
+
+
 def segment_whole(unet: UNet, planes: torch.Tensor) -> torch.Tensor:
     """Logits of a (1, C, H, W) stack of any size: padded at the bottom and right by
-    symmetric reflection to multiples of ``unet.multiple``, and cropped back: (H, W)."""
+    symmetric reflection to multiples of ``unet.multiple``, and cropped back: (H, W).
+
+    Up to (TILE + 2·reach)² pixels the U-Net sees the image in one pass; a larger image goes
+    through in TILE × TILE tiles, each with ``unet.reach`` pixels of context on every side,
+    so that memory stays bounded and every logit is the one-pass logit (to float rounding:
+    no output depends on an input farther than ``reach``).
+    """
     height, width = planes.shape[2:]
     rows = (-height) % unet.multiple
     cols = (-width) % unet.multiple
     index_y = _reflected(height, rows, planes.device)
     index_x = _reflected(width, cols, planes.device)
     padded = planes.index_select(2, index_y).index_select(3, index_x)
-    return unet(padded)[0, 0, :height, :width]
+    if padded[0, 0].numel() <= (TILE + 2 * unet.reach) ** 2:
+        return unet(padded)[0, 0, :height, :width]
+    return _tiled(unet, padded)[:height, :width]
+
+
+def _tiled(unet: UNet, padded: torch.Tensor) -> torch.Tensor:
+    """``unet`` over a (1, C, H, W) stack whose sides are multiples of ``unet.multiple``,
+    tile by tile with ``unet.reach`` of context: (H, W) logits."""
+    height, width = padded.shape[2:]
+    margin = unet.reach
+    logits = padded.new_empty((height, width))
+    for top in range(0, height, TILE):
+        for left in range(0, width, TILE):
+            y0, x0 = max(0, top - margin), max(0, left - margin)
+            y1, x1 = min(height, top + TILE + margin), min(width, left + TILE + margin)
+            tile = unet(padded[:, :, y0:y1, x0:x1])[0, 0]
+            bottom, right = min(top + TILE, height), min(left + TILE, width)
+            logits[top:bottom, left:right] = tile[top - y0 : bottom - y0, left - x0 : right - x0]
+    return logits
 
 
 def _reflected(length: int, extra: int, device: torch.device) -> torch.Tensor:

@@ -110,8 +110,11 @@ def reconstruct_by_windows(
     profile = blend_profile(blend, patch)
     weights = None if blend == "uniform" else _like(np.outer(profile, profile), padded)
     total = _stitch(padded, reconstruct, ys, xs, patch, batch_size, weights)
-    norm = np.outer(coverage(padded_h, ys, patch, profile), coverage(padded_w, xs, patch, profile))
-    return (total / _like(norm, total))[:, :height, :width]
+    rows, cols = coverage(padded_h, ys, patch, profile), coverage(padded_w, xs, patch, profile)
+    for start in range(0, padded_h, patch):  # in place, a band of rows at a time
+        band = slice(start, start + patch)
+        total[:, band] /= _like(np.outer(rows[band], cols), total)
+    return total[:, :height, :width]
 
 
 def _stitch(

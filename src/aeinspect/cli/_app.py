@@ -21,7 +21,7 @@ from typer.core import TyperGroup
 from aeinspect import __version__
 from aeinspect.checkpoint import ModelFile, load_model
 from aeinspect.errors import AeinspectError, Note
-from aeinspect.runtime import keep_freed_memory, set_threads
+from aeinspect.runtime import set_threads
 
 EXIT_DEFECT = 1  # --fail-on-defect and a defect found
 EXIT_USAGE = 2  # bad usage or bad input: one "Error: …" line
@@ -140,7 +140,7 @@ def _internal_error(error: Exception, debug: bool) -> int:
 
 class _NotePrinter:
     """``warnings.showwarning`` that prints the first ``Note`` of each key as a ``Note: …``
-    line on stderr and hands every other warning to ``fallback``."""
+    (or ``Warning: …``) line on stderr and hands every other warning to ``fallback``."""
 
     def __init__(self, fallback: Callable[..., None]) -> None:
         self.fallback = fallback
@@ -152,7 +152,7 @@ class _NotePrinter:
             self.fallback(message, category, *args, **kwargs)
         elif message.key not in self.seen:
             self.seen.add(message.key)
-            typer.echo(f"Note: {message}", err=True)
+            typer.echo(f"{message.label}: {message}", err=True)
 
 
 class GracefulStop:
@@ -232,5 +232,4 @@ def main() -> None:
     if hasattr(signal, "SIGPIPE"):  # `aeinspect segment … | head` ends quietly, like cat
         signal.signal(signal.SIGPIPE, signal.SIG_DFL)
     signal.signal(signal.SIGTERM, _terminate)
-    keep_freed_memory()
     app()

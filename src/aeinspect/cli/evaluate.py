@@ -10,7 +10,7 @@ import typer
 from tqdm import tqdm
 
 from aeinspect.checkpoint import load_model
-from aeinspect.cli._app import command, show_progress
+from aeinspect.cli._app import command, load_model_for_use, show_progress
 from aeinspect.cli.options import (
     SEGMENT,
     TUNE,
@@ -18,6 +18,7 @@ from aeinspect.cli.options import (
     Json,
     ModelPath,
     Opening,
+    OverwriteFiles,
     Quiet,
     Stride,
     WindowBatch,
@@ -26,10 +27,10 @@ from aeinspect.config import SegmentConfig, TuneConfig
 from aeinspect.errors import InputError
 from aeinspect.grid import parse_grid, run_grid
 from aeinspect.images import find_images
-from aeinspect.output_files import write_bytes_atomic
+from aeinspect.output_files import check_output_file, check_output_folder, write_bytes_atomic
 from aeinspect.pipeline import evaluate_model, tune_model_file
 from aeinspect.report import write_evaluation
-from aeinspect.runtime import select_device
+from aeinspect.runtime import keep_freed_memory, select_device
 from aeinspect.segmentation import Segmenter
 
 
@@ -42,6 +43,7 @@ def evaluate(
     output: Annotated[
         Path | None, typer.Option("--output", "-o", help="Folder for metrics.json and plots.")
     ] = None,
+    overwrite: OverwriteFiles = False,
     stride: Stride = SEGMENT.stride,
     batch_size: WindowBatch = SEGMENT.batch_size,
     device: Device = "auto",
@@ -49,7 +51,9 @@ def evaluate(
     quiet: Quiet = False,
 ) -> None:
     """Measure a model on a labelled test set: pixel ROC, AU-PRO, overlap, image ROC."""
-    segmenter = Segmenter(load_model(model_file), select_device(device))
+    if output is not None:
+        check_output_folder(output, overwrite=overwrite)
+    segmenter = Segmenter(load_model_for_use(model_file), select_device(device))
     config = SegmentConfig(stride=stride, batch_size=batch_size)
     with tqdm(unit="image", leave=False, disable=not show_progress(quiet)) as bar:
         metrics, curves = evaluate_model(
@@ -113,6 +117,7 @@ def tune(
         help="NAME=V1,V2 (latent, window, patch); repeat to vary several.")] = None,
     output: Annotated[Path | None, typer.Option(
         "--output", "-o", help="--grid: folder for models and table.")] = None,
+    overwrite: OverwriteFiles = False,
     device: Device = "auto",
     json_output: Json = False,
     quiet: Quiet = False,
@@ -121,11 +126,15 @@ def tune(
     with --grid, train and evaluate one model per setting (the paper's Table 2)."""
     config = SegmentConfig(stride=stride, batch_size=batch_size)
     if grid:
-        _tune_grid(images, model_file, grid, dataset, output, device, config, json_output)
+        _tune_grid(images, model_file, grid, dataset, output, overwrite, device, config,
+                   json_output)  # fmt: skip
         return
     tune_config = TuneConfig(method=method, min_area=min_area, fpr=fpr, opening=opening)
-    decision = tune_model_file(model_file, good=images, dataset=dataset, tune=tune_config,
-                               config=config, device=select_device(device))  # fmt: skip
+    loaded = load_model_for_use(model_file)
+    check_output_file(model_file, overwrite=True, flag="-m")  # it is rewritten at the end
+    decision = tune_model_file(model_file, loaded, good=images, dataset=dataset,
+                               tune=tune_config, config=config,
+                               device=select_device(device))  # fmt: skip
     record = {"model_file": str(model_file), **decision.record()}
     if json_output:
         typer.echo(json.dumps(record))
@@ -140,6 +149,7 @@ def _tune_grid(
     grid: list[str],
     dataset: Path | None,
     output: Path | None,
+    overwrite: bool,
     device: str,
     config: SegmentConfig,
     json_output: bool,
@@ -147,7 +157,9 @@ def _tune_grid(
     if not images or dataset is None or output is None:
         raise InputError("--grid needs training images, --dataset DIR and -o DIR")
     settings = parse_grid(grid)
+    check_output_folder(output, overwrite=overwrite)
     base = load_model(model_file)
+    keep_freed_memory()  # it trains a model per setting (see train)
 
     def show(row: dict[str, Any]) -> None:
         if json_output:

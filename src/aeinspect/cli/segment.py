@@ -73,6 +73,7 @@ def segment(
     if output is not None:
         check_readable(sources)
     results = segment_images(sources, segmenter, config, decision,
+                             reconstruction="recon" in kinds,
                              components="components" in kinds)  # fmt: skip
     show = show_progress(quiet)
     with GracefulStop() as stop, tqdm(total=len(sources), unit="image", leave=False,
@@ -109,6 +110,7 @@ def _report(
             bar.write(line, file=sys.stdout)
         bar.update(1)
         done += 1
+        del result  # the next image is read before the loop would drop it
         if stop.requested():
             break
     return done, any_defect

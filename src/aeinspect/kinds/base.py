@@ -102,6 +102,7 @@ class Kind:
     takes_features: ClassVar[bool] = False  # needs pretrained feature weights (--features)
     compares_images: ClassVar[bool] = True  # R compares image and reconstruction: it can be
     # computed between both reduced (ModelConfig.residual_scale)
+    windowed: ClassVar[bool] = True  # reconstructs the image in P×P windows (--stride)
 
     # --- settings
 
@@ -236,4 +237,7 @@ def with_synthetic_defects(
 
 def squared_error(image: torch.Tensor, recon: torch.Tensor, *, window: int) -> torch.Tensor:
     """(x − x̂)² averaged over channels: (B, C, H, W) → (B, H, W); ``window`` is unused."""
-    return ((image - recon) ** 2).mean(dim=1)
+    difference = image - recon
+    if difference.requires_grad:
+        return (difference**2).mean(dim=1)
+    return difference.square_().mean(dim=1)

@@ -47,6 +47,7 @@ class BlurKind(Kind):
     summary = "the untrained reference: a Gaussian blur as reconstruction, 1 − SSIM residual"
     settings_type = BlurSettings
     trainable = False
+    windowed = False
 
     def build_network(self, config: ModelConfig) -> nn.Module | None:
         return None

@@ -12,7 +12,10 @@ from aeinspect.ssim import ssim_loss, ssim_map
 
 def ssim_residual(image: torch.Tensor, recon: torch.Tensor, *, window: int) -> torch.Tensor:
     """1 − SSIM per pixel of (B, C, H, W) images → (B, H, W), in [0, 2]."""
-    return 1.0 - ssim_map(image, recon, window=window)
+    similarity = ssim_map(image, recon, window=window)
+    if similarity.requires_grad:
+        return 1.0 - similarity
+    return similarity.neg_().add_(1.0)  # in place: one map of a large image, not two
 
 
 class SSIMKind(Kind):

@@ -49,6 +49,7 @@ class UnetKind(DefectSegmentingKind):
     name = "unet"
     summary = "a U-Net segmenting synthetic defects on the image alone; R = defect probability"
     settings_type = UnetSettings
+    windowed = False
 
     def build_network(self, config: ModelConfig) -> nn.Module:
         return DefectSegmenter(config)

@@ -28,6 +28,7 @@ if TYPE_CHECKING:
 
 HALF_LOG_2PI = 0.5 * math.log(2.0 * math.pi)
 SAMPLING_SEED = 0  # the latent samples of the residual: the same draws for every image and run
+RESIDUAL_ROWS = 256  # the residual of a large image is computed in bands of this many rows
 
 
 @dataclass(frozen=True)
@@ -187,7 +188,10 @@ class VaeKind(Kind):
             batch_size=segment.batch_size, blend=config.blend,
         )  # fmt: skip
         samples = stitched.view(count, *image.shape)  # (N, C, H, W)
-        residual = vae_residual(image[None], samples[None])[0]
+        residual = image.new_empty(image.shape[1:])
+        for start in range(0, len(residual), RESIDUAL_ROWS):  # bounded temporaries
+            rows = slice(start, start + RESIDUAL_ROWS)
+            residual[rows] = vae_residual(image[None, :, rows], samples[None, :, :, rows])[0]
         return RawAnalysis(residual=residual, reconstruction=samples.mean(dim=0))
 
     def residual_map(

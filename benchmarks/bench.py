@@ -53,6 +53,7 @@ from aeinspect.ssim import C1, C2, gaussian_kernel
 from aeinspect.training import CPU_MICRO_BATCH, new_model, train_step
 from aeinspect.unet import focal_loss, segment_whole
 from aeinspect.windows import coverage, window_positions
+from unattended import large_image_segment, print_unattended, thread_scaling
 
 PATCH, LATENT, STRIDE = 128, 100, 30
 SIZES = {"1024x700": (700, 1024), "512x512": (512, 512)}
@@ -513,6 +514,9 @@ def run(repeats: int) -> dict:
         }
     results["train"] = {str(batch): bench_train(batch, gflop, repeats) for batch in (32, 64, 128)}
     results["train_peak_mb"] = peak_memory_mb("train")
+    if DEVICE.type == "cpu":
+        results["large_image"] = large_image_segment()
+        results["threads"] = thread_scaling()
     return results
 
 
@@ -559,6 +563,8 @@ def print_table(results: dict) -> None:
               f"{row['train_fraction_of_matmul']:>8.1%} {row['segment_seconds']:>9.3f} "
               f"{row['segment_baseline_seconds']:>7.3f} {row['segment_speedup']:>6.2f}x "
               f"{row['segment_ratio_to_matmul_bound']:>7.2f}x")  # fmt: skip
+    if "large_image" in results:
+        print_unattended(results)
 
 
 def main() -> None:

@@ -6,6 +6,7 @@ import dataclasses
 import re
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 from typer.main import get_command
@@ -74,3 +75,59 @@ def test_the_core_imports_no_cli_and_masks_and_windows_import_no_torch() -> None
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
+
+
+def readme_contract() -> dict[str, list[tuple[str, str]]]:
+    """The README's command-line contract: per verb, every ``--flag value`` written out
+    (placeholders in capitals and choices after the first left out)."""
+    text = (Path(__file__).parents[1] / "README.md").read_text()
+    block = text.split("## The command-line contract", 1)[1].split("```")[1]
+    verbs: dict[str, list[tuple[str, str]]] = {}
+    verb = None
+    for line in block.splitlines():
+        words = line.split()
+        if words[:1] == ["aeinspect"]:
+            verb, words = words[1], words[2:]
+        elif words[:2] == ["every", "verb:"]:
+            verb = None
+        if verb is None:
+            continue
+        words = [word.strip("[]") for word in words]
+        pairs = zip(words, [*words[1:], ""], strict=True)
+        verbs.setdefault(verb, []).extend(
+            (flag, value.split("|")[0]) for flag, value in pairs
+            if flag.startswith("--") and value and not value.startswith(("-", "("))
+            and not re.match(r"^\[?[A-Z]", value)
+        )  # fmt: skip
+    return verbs
+
+
+def shown_default(param) -> str:
+    if param.default is not None and not isinstance(param.default, bool):
+        return str(param.default)
+    found = re.search(r"\[default: ([^\]]+)\]", " ".join((param.help or "").split()))
+    return found.group(1) if found else ""
+
+
+CONTRACT = [(verb, flag, value) for verb, pairs in readme_contract().items()
+            for flag, value in pairs]  # fmt: skip
+
+
+@pytest.mark.parametrize(("verb", "flag", "value"), CONTRACT,
+                         ids=[f"{v}{f}" for v, f, _ in CONTRACT])  # fmt: skip
+def test_help_shows_every_default_the_readme_states(verb: str, flag: str, value: str) -> None:
+    options = {opt: param for param in COMMANDS[verb].params for opt in param.opts}
+    assert flag in options, f"{verb} has no {flag}"
+    shown = shown_default(options[flag])
+    try:
+        same = float(shown.split()[-1].rstrip("]")) == float(value)
+    except ValueError:
+        same = shown == value or shown.endswith(f" {value}")
+    assert same, f"{verb} {flag}: README says {value}, --help shows {shown!r}"
+
+
+def test_the_contract_is_read() -> None:
+    assert {"crop", "train", "segment", "tune", "evaluate"} <= set(readme_contract())
+    contract = readme_contract()
+    assert ("--stride", "30") in contract["segment"] and ("--num", "10000") in contract["crop"]
+    assert ("--model", "ssim") in contract["train"] and ("--method", "area") in contract["tune"]

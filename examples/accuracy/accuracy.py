@@ -104,11 +104,11 @@ def train_and_evaluate(recipe: str, model: str, args: argparse.Namespace, run: R
     model_file = args.output / f"{name}.pt"
     command = ["train", str(args.dataset / "train" / "good"), "-o", str(model_file),
                "--model", model, *train_flags(recipe, model, args), "--seed", str(args.seed),
-               "--device", args.device, "--json"]  # fmt: skip
+               "--device", args.device, "--json", "--overwrite"]  # fmt: skip
     trained = json.loads(run(command))
     evaluate = ["evaluate", str(args.dataset), "-m", str(model_file), "-o",
                 str(args.output / f"{name}-report"), "--stride", str(args.stride),
-                "--device", args.device, "--json"]  # fmt: skip
+                "--device", args.device, "--json", "--overwrite"]  # fmt: skip
     metrics = json.loads(run(evaluate))
     return {
         "recipe": recipe,

@@ -84,7 +84,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
 def crop(args: argparse.Namespace, run: Runner) -> Path:
     patches = args.output / "patches"
     command = ["crop", str(args.dataset / "train" / "good"), "-o", str(patches), "--num",
-               str(args.num), "--size", str(args.size), "--seed", str(args.seed)]  # fmt: skip
+               str(args.num), "--size", str(args.size), "--seed", str(args.seed),
+               "--overwrite"]  # fmt: skip
     run(command + preprocessing(args))
     return patches
 
@@ -107,7 +108,7 @@ def train_and_evaluate(kind: str, patches: Path, args: argparse.Namespace, run: 
                "--latent", str(args.latent), "--epochs", str(args.epochs),
                "--batch-size", str(args.batch_size), "--lr", str(args.lr),
                "--val-split", str(args.val_split), "--seed", str(args.seed),
-               "--device", args.device, "--json"]  # fmt: skip
+               "--device", args.device, "--json", "--overwrite"]  # fmt: skip
     if args.max_minutes is not None:
         command += ["--max-minutes", str(args.max_minutes)]
     if kind == "vae":
@@ -117,7 +118,8 @@ def train_and_evaluate(kind: str, patches: Path, args: argparse.Namespace, run: 
     trained = json.loads(run(command))
     report = args.output / f"{kind}-report"
     evaluate = ["evaluate", str(args.dataset), "-m", str(model), "-o", str(report),
-                "--stride", str(args.stride), "--device", args.device, "--json"]  # fmt: skip
+                "--stride", str(args.stride), "--device", args.device, "--json",
+                "--overwrite"]  # fmt: skip
     metrics = json.loads(run(evaluate))
     curve = np.loadtxt(report / "roc.csv", delimiter=",", skiprows=1, ndmin=2)
     return {

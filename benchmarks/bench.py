@@ -51,7 +51,7 @@ from aeinspect.runtime import keep_freed_memory
 from aeinspect.segmentation import Segmenter
 from aeinspect.ssim import C1, C2, gaussian_kernel
 from aeinspect.training import CPU_MICRO_BATCH, new_model, train_step
-from aeinspect.unet import focal_loss, segment_whole
+from aeinspect.unet import focal_loss
 from aeinspect.windows import coverage, window_positions
 from unattended import large_image_segment, print_unattended, thread_scaling
 
@@ -355,7 +355,11 @@ def plain_kind_segment(kind: str, network: nn.Module, image: torch.Tensor) -> np
                     total[:, y : y + KIND_PATCH, x : x + KIND_PATCH] += network.restorer(window)[0]
             counts = np.outer(coverage(height, ys, KIND_PATCH), coverage(width, xs, KIND_PATCH))
             planes = torch.cat([image, total / torch.from_numpy(counts).to(image)])
-        logits = segment_whole(network.discriminator, planes[None])
+        height, width = planes.shape[1:]
+        multiple = network.discriminator.multiple
+        padded = F.pad(planes[None], (0, (-width) % multiple, 0, (-height) % multiple),
+                       mode="replicate")  # fmt: skip
+        logits = network.discriminator(padded)[0, 0, :height, :width]
         probability = torch.sigmoid(logits).cpu().numpy()
         synchronise()
     sigma = network.config.settings.map_sigma

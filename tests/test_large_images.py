@@ -8,12 +8,11 @@ import numpy as np
 import pytest
 import torch
 
-from aeinspect import images, outputs, ssim_numpy, unet
+from aeinspect import analysis, images, outputs, ssim_numpy, unet
 from aeinspect.checkpoint import ModelFile
 from aeinspect.config import ModelConfig, Preprocess, SegmentConfig, TrainConfig
 from aeinspect.images import Image
 from aeinspect.kinds import get_kind, kind_names
-from aeinspect.kinds import vae as vae_kind
 from aeinspect.segmentation import Segmenter
 from aeinspect.training import new_model
 
@@ -50,13 +49,17 @@ def test_conversions_in_bands_equal_one_pass(monkeypatch: pytest.MonkeyPatch) ->
 def test_the_unet_in_tiles_gives_the_logits_of_one_pass(monkeypatch: pytest.MonkeyPatch) -> None:
     torch.manual_seed(0)
     network = unet.UNet(2, 4, 3).eval()
-    planes = torch.rand(1, 2, 150, 203)
-    with torch.inference_mode():
-        whole = unet.segment_whole(network, planes)
-        monkeypatch.setattr(unet, "TILE", 32)  # 5 × 7 tiles, each with 24 pixels of context
-        tiled = unet.segment_whole(network, planes)
+    planes = np.random.default_rng(3).random((2, 150, 203)).astype(np.float32)
+
+    def discriminate(stack: np.ndarray) -> np.ndarray:
+        with torch.inference_mode():
+            return network(torch.from_numpy(stack)).numpy()
+
+    whole = analysis.segment_whole(discriminate, planes, 3)
+    monkeypatch.setattr(analysis, "TILE", 32)  # 5 × 7 tiles, each with 24 pixels of context
+    tiled = analysis.segment_whole(discriminate, planes, 3)
     assert tiled.shape == (150, 203)
-    torch.testing.assert_close(tiled, whole, atol=1e-5, rtol=1e-5)
+    np.testing.assert_allclose(tiled, whole, atol=1e-5, rtol=1e-5)
 
 
 def model_file_of(kind: str, **settings) -> ModelFile:
@@ -71,7 +74,7 @@ def test_the_vae_residual_in_bands_equals_one_pass(monkeypatch: pytest.MonkeyPat
     pixels = np.random.default_rng(2).random((1, 45, 37)).astype(np.float32)
     image = Image(pixels=pixels, original=pixels)
     whole = segmenter.analyse(image, SegmentConfig(stride=8)).residual
-    monkeypatch.setattr(vae_kind, "RESIDUAL_ROWS", 4)
+    monkeypatch.setattr(analysis, "RESIDUAL_ROWS", 4)
     banded = segmenter.analyse(image, SegmentConfig(stride=8)).residual
     np.testing.assert_allclose(banded, whole, rtol=1e-6, atol=1e-6)  # logsumexp's rounding
 

@@ -208,7 +208,7 @@ def main() -> None:
         image = read_image(out / "test.png", Preprocess())
         analysis = segmenter.analyse(image, SegmentConfig(stride=args.stride))
         x, recon = image.pixels[0], analysis.reconstruction[0]
-        maps = residual_maps(x, recon, segmenter.model_file.model.window)
+        maps = residual_maps(x, recon, segmenter.recipe.window)
         rows[kind] = (x, recon, maps)
         report[f"{kind}_model"] = means(maps, defects, edges)
     draw(rows, out / "figure3.png")

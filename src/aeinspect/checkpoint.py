@@ -12,6 +12,7 @@ from typing import Any
 import torch
 
 from aeinspect import __version__
+from aeinspect.analysis import Recipe
 from aeinspect.config import DEFAULT_KIND, ModelConfig, Preprocess, TrainConfig, from_dict
 from aeinspect.decision import Decision, decision_from_v1
 from aeinspect.errors import InputError, ModelFileError, OutputError
@@ -59,6 +60,11 @@ class ModelFile:
     source_images: list[str] = field(default_factory=list)
     versions: dict[str, str] = field(default_factory=dict)
     patch_folder: dict[str, Any] | None = None
+
+    @property
+    def recipe(self) -> Recipe:
+        """How an image becomes this model's residual map (``analysis``)."""
+        return get_kind(self.model.kind).recipe(self.model)
 
     @property
     def finished(self) -> bool:

@@ -73,7 +73,7 @@ def collect(
     segmentations with diameter ``opening``."""
     types: dict[str, TypeStats] = {}
     maps = []
-    preprocess = segmenter.model_file.preprocess
+    preprocess = segmenter.model.preprocess
     for item in items:
         residual = segmenter.analyse(read_image(item.source.path, preprocess), config).residual
         truth = read_mask(item, residual.shape)

@@ -378,7 +378,7 @@ def _segment_one(
     reconstruction: bool,
     components: bool,
 ) -> Segmentation:
-    image = read_image(source.path, segmenter.model_file.preprocess)
+    image = read_image(source.path, segmenter.model.preprocess)
     height, width = image.original_size
     if height * width > LARGE_IMAGE_PIXELS:
         gigabytes = BYTES_PER_PIXEL * height * width / 1e9
@@ -408,7 +408,7 @@ def evaluate_model(
     opening otherwise).
     """
     items = find_test_set(root)
-    model_file = segmenter.model_file
+    model_file = segmenter.model
     decision = model_file.decision
     opening = DEFAULT_OPENING if decision is None else decision.opening
     evidence = collect(items, segmenter, config, decision, opening=opening, on_image=on_image)

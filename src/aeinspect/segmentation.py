@@ -1,31 +1,29 @@
-"""Segmenting images with a trained model: the kind's analysis of the preprocessed image
-(window-by-window reconstruction and residual map), the residual's smoothing, and both
-brought back to the original size. Thresholds and masks are in ``masks``.
+"""Segmenting images with a trained model: its recipe's analysis of the preprocessed image
+(``analysis``), the residual's smoothing, and both brought back to the original size.
+Thresholds and masks are in ``masks``.
 
-The networks run through a backend, an object with a ``device`` and the kind's ``parts``
-(named functions, e.g. "reconstruct": a batch of windows → their reconstructions).
-``TorchBackend`` runs them in torch; another runtime is one more such class.
+The networks run through a backend, an object whose ``parts`` are the recipe's networks as
+functions of NumPy arrays: ``torch_backend.TorchBackend`` (the default) or
+``onnx_backend.OnnxBackend``. The model is anything with a ``recipe`` and a ``preprocess``
+(a ``checkpoint.ModelFile``, an ``onnx_backend.OnnxModel``). Nothing here imports torch.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
 
 import cv2
 import numpy as np
-import torch
 
-from aeinspect.checkpoint import ModelFile
-from aeinspect.config import SegmentConfig
+from aeinspect.analysis import Part, Recipe, analyse
+from aeinspect.config import Preprocess, SegmentConfig
 from aeinspect.decision import Decision
 from aeinspect.errors import InputError
 from aeinspect.images import Image, ImageSource, resize
-from aeinspect.kinds import get_kind
-from aeinspect.kinds.base import Part
 from aeinspect.masks import Mask
-from aeinspect.ssim import ssim_components
+from aeinspect.ssim_numpy import ssim_components
 
 
 @dataclass(frozen=True)
@@ -64,40 +62,41 @@ class Segmentation:
     decision: Decision
 
 
-class Backend(Protocol):
-    """Where a model's networks run: tensors go to ``device``, ``parts`` computes."""
+class Model(Protocol):
+    """What segmenting needs of a model, whatever file it came from."""
 
-    device: torch.device
+    recipe: Recipe
+    preprocess: Preprocess
+    decision: Decision | None
+
+
+class Backend(Protocol):
+    """Where a model's networks run: ``parts`` maps each part's name to a function of
+    arrays (see ``analysis``)."""
+
     parts: Mapping[str, Part]
 
 
-class TorchBackend:
-    """A model file's networks in torch, in eval mode on one device."""
-
-    def __init__(self, model_file: ModelFile, device: torch.device) -> None:
-        kind = get_kind(model_file.model.kind)
-        self.device = device
-        self.network = kind.build_network(model_file.model)
-        if self.network is not None:
-            self.network.load_state_dict(model_file.state_dict)
-            # channels-last activations run the convolutions faster on CPUs and GPUs alike
-            self.network.to(device, memory_format=torch.channels_last).eval()
-        self.parts = kind.inference_parts(self.network)
-
-
 class Segmenter:
-    """A loaded model ready to analyse images: on ``device`` in torch, or on ``backend``."""
+    """A loaded model ready to analyse images.
 
-    def __init__(
-        self,
-        model_file: ModelFile,
-        device: torch.device | None = None,
-        *,
-        backend: Backend | None = None,
-    ) -> None:
-        self.model_file = model_file
-        self.kind = get_kind(model_file.model.kind)
-        self.backend = backend or TorchBackend(model_file, device or torch.device("cpu"))
+    Args:
+        model: a ``ModelFile`` or ``OnnxModel``.
+        device: where torch runs the networks (without ``backend``; default the CPU).
+        backend: the networks' backend; default ``TorchBackend(model, device)``.
+    """
+
+    def __init__(self, model: Any, device: Any = None, *, backend: Backend | None = None) -> None:
+        self.model = model
+        if backend is None:
+            from aeinspect.torch_backend import TorchBackend  # torch only when it runs
+
+            backend = TorchBackend(model, device)
+        self.backend = backend
+
+    @property
+    def recipe(self) -> Recipe:
+        return self.model.recipe
 
     def check(self, config: SegmentConfig) -> None:
         """Refuse settings this model cannot segment with: a stride larger than its window,
@@ -106,14 +105,13 @@ class Segmenter:
         Raises:
             InputError: naming the stride and the window.
         """
-        patch = self.model_file.model.patch_size
-        if self.kind.windowed and config.stride > patch:
+        patch = self.recipe.patch_size
+        if self.recipe.windowed and config.stride > patch:
             raise InputError(
                 f"--stride {config.stride} is larger than the model's {patch}-pixel window: "
                 f"pixels between windows would go unreconstructed; give at most {patch}"
             )
 
-    @torch.inference_mode()
     def analyse(
         self,
         image: Image,
@@ -122,7 +120,7 @@ class Segmenter:
         reconstruction: bool = True,
         components: bool = False,
     ) -> Analysis:
-        """Residual map of ``image`` as its kind makes it (SPEC §1 steps 2–4), smoothed by
+        """Residual map of ``image`` as its recipe makes it (SPEC §1 steps 2–4), smoothed by
         the model's ``smooth`` σ and brought back to the original size (step 5), with the
         reconstruction and the SSIM components when asked for.
 
@@ -130,23 +128,21 @@ class Segmenter:
             InputError: settings this model cannot segment with (``check``).
         """
         self.check(config)
-        model = self.model_file.model
-        x = torch.from_numpy(image.pixels).to(self.backend.device)
-        raw = self.kind.analyse(x, self.backend.parts, model, config)
-        residual = raw.residual.cpu().numpy()
-        if model.smooth:
-            residual = cv2.GaussianBlur(residual, (0, 0), model.smooth,
+        recipe = self.recipe
+        raw = analyse(image.pixels, self.backend.parts, recipe, config)
+        residual = raw.residual
+        if recipe.smooth:
+            residual = cv2.GaussianBlur(residual, (0, 0), recipe.smooth,
                                         borderType=cv2.BORDER_REFLECT)  # fmt: skip
         size = image.original_size
         return Analysis(
             residual=_to_original_size(residual, *size),
-            reconstruction=_to_original_size(raw.reconstruction.cpu().numpy(), *size)
-            if reconstruction
+            reconstruction=_to_original_size(raw.reconstruction, *size) if reconstruction
             else None,
-            components=_components(x[None], raw.reconstruction[None], model.window, *size)
+            components=_components(image.pixels, raw.reconstruction, recipe.window, *size)
             if components
             else None,
-        )
+        )  # fmt: skip
 
 
 def _to_original_size(array: np.ndarray, height: int, width: int) -> np.ndarray:
@@ -154,12 +150,8 @@ def _to_original_size(array: np.ndarray, height: int, width: int) -> np.ndarray:
 
 
 def _components(
-    x: torch.Tensor, recon: torch.Tensor, window: int, height: int, width: int
+    image: np.ndarray, recon: np.ndarray, window: int, height: int, width: int
 ) -> Components:
-    maps = ssim_components(x, recon, window=window)
-    return Components(
-        *(
-            _to_original_size(m[0].cpu().numpy(), height, width)
-            for m in (maps.luminance, maps.contrast, maps.structure)
-        )
-    )
+    maps = ssim_components(image, recon.astype(np.float32, copy=False), window=window)
+    return Components(*(_to_original_size(m, height, width)
+                        for m in (maps.luminance, maps.contrast, maps.structure)))  # fmt: skip

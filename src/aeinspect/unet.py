@@ -7,7 +7,6 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-import cv2
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -119,54 +118,6 @@ class UNet(nn.Module):
         return self.head(x)
 
 
-TILE = 1024  # the side of the tiles a large image is segmented in, margins left out
-
-
-def segment_whole(unet: UNet, planes: torch.Tensor) -> torch.Tensor:
-    """Logits of a (1, C, H, W) stack of any size: padded at the bottom and right by
-    symmetric reflection to multiples of ``unet.multiple``, and cropped back: (H, W).
-
-    Up to (TILE + 2·reach)² pixels the U-Net sees the image in one pass; a larger image goes
-    through in TILE × TILE tiles, each with ``unet.reach`` pixels of context on every side,
-    so that memory stays bounded and every logit is the one-pass logit (to float rounding:
-    no output depends on an input farther than ``reach``).
-    """
-    height, width = planes.shape[2:]
-    rows = (-height) % unet.multiple
-    cols = (-width) % unet.multiple
-    index_y = _reflected(height, rows, planes.device)
-    index_x = _reflected(width, cols, planes.device)
-    padded = planes.index_select(2, index_y).index_select(3, index_x)
-    if padded[0, 0].numel() <= (TILE + 2 * unet.reach) ** 2:
-        return unet(padded)[0, 0, :height, :width]
-    return _tiled(unet, padded)[:height, :width]
-
-
-def _tiled(unet: UNet, padded: torch.Tensor) -> torch.Tensor:
-    """``unet`` over a (1, C, H, W) stack whose sides are multiples of ``unet.multiple``,
-    tile by tile with ``unet.reach`` of context: (H, W) logits."""
-    height, width = padded.shape[2:]
-    margin = unet.reach
-    logits = padded.new_empty((height, width))
-    for top in range(0, height, TILE):
-        for left in range(0, width, TILE):
-            y0, x0 = max(0, top - margin), max(0, left - margin)
-            y1, x1 = min(height, top + TILE + margin), min(width, left + TILE + margin)
-            tile = unet(padded[:, :, y0:y1, x0:x1])[0, 0]
-            bottom, right = min(top + TILE, height), min(left + TILE, width)
-            logits[top:bottom, left:right] = tile[top - y0 : bottom - y0, left - x0 : right - x0]
-    return logits
-
-
-def _reflected(length: int, extra: int, device: torch.device) -> torch.Tensor:
-    """Indices 0 … length − 1 followed by ``extra`` more, reflected back from the end
-    (symmetric: the last pixel repeated first)."""
-    index = torch.arange(length + extra, device=device)
-    period = 2 * length
-    folded = index % period
-    return torch.where(folded < length, folded, period - 1 - folded)
-
-
 def focal_loss(logits: torch.Tensor, target: torch.Tensor, gamma: float) -> torch.Tensor:
     """Binary focal loss (Lin et al. 2017), the mean over pixels of −(1 − p_t)^γ · log p_t,
     p_t the predicted probability of the true label; γ = 0 is the cross-entropy.
@@ -179,14 +130,3 @@ def focal_loss(logits: torch.Tensor, target: torch.Tensor, gamma: float) -> torc
     cross_entropy = F.binary_cross_entropy_with_logits(logits, target, reduction="none")
     p_true = torch.exp(-cross_entropy)
     return ((1.0 - p_true) ** gamma * cross_entropy).mean()
-
-
-def probability_map(logits: torch.Tensor, sigma: float) -> torch.Tensor:
-    """sigmoid(logits) of an (H, W) map, smoothed by a Gaussian of ``sigma`` pixels
-    (symmetric borders; 0 = none), on the logits' device: in [0, 1]."""
-    probability = torch.sigmoid(logits)
-    if not sigma:
-        return probability
-    plane = probability.cpu().numpy()
-    smoothed = cv2.GaussianBlur(plane, (0, 0), sigma, borderType=cv2.BORDER_REFLECT)
-    return torch.from_numpy(smoothed).to(logits.device)

@@ -16,13 +16,12 @@ from typing import Any
 
 from aeinspect.config import DEFAULT_KIND
 from aeinspect.errors import InputError
-from aeinspect.kinds.base import Kind, NoSettings, RawAnalysis, TrainingBatch
+from aeinspect.kinds.base import Kind, NoSettings, TrainingBatch
 
 __all__ = [
     "DEFAULT_KIND",
     "Kind",
     "NoSettings",
-    "RawAnalysis",
     "TrainingBatch",
     "get_kind",
     "kind_names",

@@ -14,19 +14,18 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import nn
 
+from aeinspect.analysis import Recipe
 from aeinspect.errors import InputError
 from aeinspect.models import Autoencoder
 from aeinspect.synthetic import DefectConfig, corrupt_batch
 from aeinspect.unet import check_unet_fits
-from aeinspect.windows import reconstruct_by_windows
 
 if TYPE_CHECKING:
-    from aeinspect.config import ModelConfig, SegmentConfig
+    from aeinspect.config import ModelConfig
 
-Part = Callable[..., Any]  # a network at inference, as the backend runs it
+Part = Callable[..., Any]  # a network at inference: tensors in, a tensor out
 
 
 @dataclass(frozen=True)
@@ -76,19 +75,6 @@ class TrainingBatch:
         )
 
 
-@dataclass(frozen=True)
-class RawAnalysis:
-    """A kind's view of one preprocessed image, on the backend's device.
-
-    Attributes:
-        residual: (H, W) float residual map, larger = more defective.
-        reconstruction: (C, H, W) float reconstruction.
-    """
-
-    residual: torch.Tensor
-    reconstruction: torch.Tensor
-
-
 class Kind:
     """A model kind: its networks, its training loss, its residual map, its stored settings.
 
@@ -102,7 +88,6 @@ class Kind:
     takes_features: ClassVar[bool] = False  # needs pretrained feature weights (--features)
     compares_images: ClassVar[bool] = True  # R compares image and reconstruction: it can be
     # computed between both reduced (ModelConfig.residual_scale)
-    windowed: ClassVar[bool] = True  # reconstructs the image in P×P windows (--stride)
 
     # --- settings
 
@@ -145,60 +130,27 @@ class Kind:
 
     # --- inference
 
+    residual: ClassVar[str] = "ssim"  # the residual of the default recipe: "ssim", "squared"
+
     def inference_parts(self, network: nn.Module | None) -> dict[str, Part]:
-        """The networks as the functions ``analyse`` calls: by default "reconstruct", (B, C,
-        P, P) windows → (B, C, P, P) reconstructions."""
+        """The networks as the parts the recipe calls (``analysis``), functions of tensors:
+        by default "reconstruct", (B, C, P, P) windows → (B, C, P, P) reconstructions."""
         return {"reconstruct": network}
 
-    def analyse(
-        self,
-        image: torch.Tensor,
-        parts: Mapping[str, Part],
-        config: ModelConfig,
-        segment: SegmentConfig,
-    ) -> RawAnalysis:
-        """Residual map and reconstruction of a (C, H, W) image: windows reconstructed and
-        averaged (SPEC §1 steps 2–3), then the residual against the whole image (step 4)."""
-        recon = windowed_reconstruction(image, parts["reconstruct"], config, segment)
-        residual = scaled_residual(self.residual_map, image[None], recon[None], config)
-        return RawAnalysis(residual=residual[0], reconstruction=recon)
-
-    def residual_map(
-        self, image: torch.Tensor, recon: torch.Tensor, *, window: int
-    ) -> torch.Tensor:
-        """Per-pixel residual of (B, C, H, W) images and reconstructions → (B, H, W)."""
-        raise NotImplementedError
+    def recipe(self, config: ModelConfig) -> Recipe:
+        """How an image becomes this kind's residual map (``analysis.Recipe``): by default
+        windows reconstructed and averaged, and ``residual`` between image and
+        reconstruction."""
+        return base_recipe(config, reconstruct="windows", residual=self.residual)
 
 
-def scaled_residual(
-    residual_map: Callable[..., torch.Tensor],
-    image: torch.Tensor,
-    recon: torch.Tensor,
-    config: ModelConfig,
-) -> torch.Tensor:
-    """The residual map of (1, C, H, W) image and reconstruction → (1, H, W): at full size,
-    or with ``config.residual_scale`` F > 1 between both reduced to (H/F, W/F) (rounded, at
-    least 1) by area averaging, then resized back to H × W bilinearly (half-pixel centres).
-    Coarser comparison ignores texture finer than F pixels that no reconstruction keeps."""
-    factor = config.residual_scale
-    if factor == 1:
-        return residual_map(image, recon, window=config.window)
-    height, width = image.shape[-2:]
-    size = (max(1, round(height / factor)), max(1, round(width / factor)))
-    small_image, small_recon = (F.interpolate(t, size=size, mode="area") for t in (image, recon))
-    coarse = residual_map(small_image, small_recon, window=config.window)
-    return F.interpolate(coarse[:, None], size=(height, width), mode="bilinear",
-                         align_corners=False)[:, 0]  # fmt: skip
-
-
-def windowed_reconstruction(
-    image: torch.Tensor, reconstruct: Part, config: ModelConfig, segment: SegmentConfig
-) -> torch.Tensor:
-    """The (C, H, W) reconstruction of a (C, H, W) image: windows reconstructed and
-    averaged (SPEC §1 steps 2–3)."""
-    return reconstruct_by_windows(
-        image, reconstruct, patch=config.patch_size, stride=segment.stride,
-        batch_size=segment.batch_size, blend=config.blend,
+def base_recipe(config: ModelConfig, **kind_fields: Any) -> Recipe:
+    """A recipe with the model's own settings (P, k, K, blend, smoothing, residual scale,
+    latent size) and the kind's ``kind_fields``."""
+    return Recipe(
+        patch_size=config.patch_size, channels=config.channels, window=config.window,
+        blend=config.blend, smooth=config.smooth, residual_scale=config.residual_scale,
+        latent=config.latent, **kind_fields,
     )  # fmt: skip
 
 
@@ -217,9 +169,17 @@ class DefectSegmentingKind(SyntheticDefectsKind):
     reconstruction, and its patch side must halve evenly at every U-Net level."""
 
     compares_images = False
+    discriminate: ClassVar[str] = "image"  # what the U-Net sees
 
     def check(self, config: ModelConfig) -> None:
         check_unet_fits(config)
+
+    def recipe(self, config: ModelConfig) -> Recipe:
+        settings = config.settings
+        reconstruct = "windows" if self.discriminate == "image+reconstruction" else "none"
+        return base_recipe(config, reconstruct=reconstruct, residual="probability",
+                           discriminate=self.discriminate, unet_levels=settings.unet_levels,
+                           map_sigma=settings.map_sigma)  # fmt: skip
 
 
 def with_synthetic_defects(
@@ -233,11 +193,3 @@ def with_synthetic_defects(
         targets=patches,
         masks=torch.from_numpy(corrupted.masks.astype(np.float32)),
     )
-
-
-def squared_error(image: torch.Tensor, recon: torch.Tensor, *, window: int) -> torch.Tensor:
-    """(x − x̂)² averaged over channels: (B, C, H, W) → (B, H, W); ``window`` is unused."""
-    difference = image - recon
-    if difference.requires_grad:
-        return (difference**2).mean(dim=1)
-    return difference.square_().mean(dim=1)

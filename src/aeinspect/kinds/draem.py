@@ -14,8 +14,6 @@ reconstruction at once.
 
 from __future__ import annotations
 
-import functools
-from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -23,25 +21,13 @@ import torch
 from torch import nn
 
 from aeinspect.errors import InputError
-from aeinspect.kinds.base import (
-    DefectSegmentingKind,
-    Part,
-    RawAnalysis,
-    TrainingBatch,
-    windowed_reconstruction,
-)
+from aeinspect.kinds.base import DefectSegmentingKind, Part, TrainingBatch
 from aeinspect.kinds.restore import check_loss_weights, restoration_loss
 from aeinspect.models import Autoencoder
-from aeinspect.unet import (
-    SegmentationSettings,
-    UNet,
-    focal_loss,
-    probability_map,
-    segment_whole,
-)
+from aeinspect.unet import SegmentationSettings, UNet, focal_loss
 
 if TYPE_CHECKING:
-    from aeinspect.config import ModelConfig, SegmentConfig
+    from aeinspect.config import ModelConfig
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -80,6 +66,7 @@ class DraemKind(DefectSegmentingKind):
     name = "draem"
     summary = "restoring autoencoder + U-Net segmenting synthetic defects; R = defect probability"
     settings_type = DraemSettings
+    discriminate = "image+reconstruction"
 
     def build_network(self, config: ModelConfig) -> nn.Module:
         return RestoreAndSegment(config)
@@ -98,24 +85,8 @@ class DraemKind(DefectSegmentingKind):
 
     def inference_parts(self, network: nn.Module | None) -> dict[str, Part]:
         """ "reconstruct": windows → restorations; "discriminate": a (1, 2k, H, W) stack of
-        any size → (H, W) logits."""
-        return {
-            "reconstruct": network.restorer,
-            "discriminate": functools.partial(segment_whole, network.discriminator),
-        }
-
-    def analyse(
-        self,
-        image: torch.Tensor,
-        parts: Mapping[str, Part],
-        config: ModelConfig,
-        segment: SegmentConfig,
-    ) -> RawAnalysis:
-        recon = windowed_reconstruction(image, parts["reconstruct"], config, segment)
-        logits = parts["discriminate"](torch.cat([image, recon], dim=0)[None])
-        return RawAnalysis(
-            residual=probability_map(logits, config.settings.map_sigma), reconstruction=recon
-        )
+        image and restoration, H and W multiples of 2^(levels − 1) → (1, 1, H, W) logits."""
+        return {"reconstruct": network.restorer, "discriminate": network.discriminator}
 
 
 KIND = DraemKind()

@@ -15,7 +15,7 @@ import torch
 from torch import nn
 
 from aeinspect.features import AlexNetFeatures
-from aeinspect.kinds.base import Kind, TrainingBatch, squared_error
+from aeinspect.kinds.base import Kind, TrainingBatch
 from aeinspect.models import Autoencoder
 
 if TYPE_CHECKING:
@@ -50,6 +50,7 @@ class FeatureMatchingKind(Kind):
     name = "fm"
     summary = "L2 plus AlexNet feature matching; squared-error residual (needs --features)"
     takes_features = True
+    residual = "squared"
 
     def build_network(self, config: ModelConfig) -> nn.Module:
         return FeatureMatchingAutoencoder(config)
@@ -65,11 +66,6 @@ class FeatureMatchingKind(Kind):
         self, network: nn.Module, batch: TrainingBatch, noise: torch.Generator
     ) -> torch.Tensor:
         return feature_matching_loss(batch.targets, network(batch.inputs), network.features)
-
-    def residual_map(
-        self, image: torch.Tensor, recon: torch.Tensor, *, window: int
-    ) -> torch.Tensor:
-        return squared_error(image, recon, window=window)
 
 
 KIND = FeatureMatchingKind()

@@ -6,22 +6,18 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from aeinspect.kinds.base import Kind, TrainingBatch, squared_error
+from aeinspect.kinds.base import Kind, TrainingBatch
 
 
 class L2Kind(Kind):
     name = "l2"
     summary = "squared-error loss and residual (the paper's baseline)"
+    residual = "squared"
 
     def training_loss(
         self, network: nn.Module, batch: TrainingBatch, noise: torch.Generator
     ) -> torch.Tensor:
         return torch.mean((batch.targets - network(batch.inputs)) ** 2)
-
-    def residual_map(
-        self, image: torch.Tensor, recon: torch.Tensor, *, window: int
-    ) -> torch.Tensor:
-        return squared_error(image, recon, window=window)
 
 
 KIND = L2Kind()

@@ -5,19 +5,14 @@ reconstructive network), judged by the 1 − SSIM map exactly as ``ssim`` is."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
 
 import torch
 from torch import nn
 
 from aeinspect.errors import InputError
 from aeinspect.kinds.base import SyntheticDefectsKind, TrainingBatch
-from aeinspect.kinds.ssim import ssim_residual
 from aeinspect.ssim import ssim_loss
 from aeinspect.synthetic import DefectConfig
-
-if TYPE_CHECKING:
-    pass
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -65,11 +60,6 @@ class RestoreKind(SyntheticDefectsKind):
         settings = network.config.settings
         return restoration_loss(network(batch.inputs), batch.targets, settings.l2_weight,
                                 settings.ssim_weight, network.config.window)  # fmt: skip
-
-    def residual_map(
-        self, image: torch.Tensor, recon: torch.Tensor, *, window: int
-    ) -> torch.Tensor:
-        return ssim_residual(image, recon, window=window)
 
 
 KIND = RestoreKind()

@@ -8,25 +8,17 @@ It has no reconstruction; the image itself stands in for one in ``segment``'s ou
 
 from __future__ import annotations
 
-import functools
-from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import torch
 from torch import nn
 
-from aeinspect.kinds.base import DefectSegmentingKind, Part, RawAnalysis, TrainingBatch
-from aeinspect.unet import (
-    SegmentationSettings,
-    UNet,
-    focal_loss,
-    probability_map,
-    segment_whole,
-)
+from aeinspect.kinds.base import DefectSegmentingKind, Part, TrainingBatch
+from aeinspect.unet import SegmentationSettings, UNet, focal_loss
 
 if TYPE_CHECKING:
-    from aeinspect.config import ModelConfig, SegmentConfig
+    from aeinspect.config import ModelConfig
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -49,7 +41,7 @@ class UnetKind(DefectSegmentingKind):
     name = "unet"
     summary = "a U-Net segmenting synthetic defects on the image alone; R = defect probability"
     settings_type = UnetSettings
-    windowed = False
+    discriminate = "image"
 
     def build_network(self, config: ModelConfig) -> nn.Module:
         return DefectSegmenter(config)
@@ -62,20 +54,9 @@ class UnetKind(DefectSegmentingKind):
         return focal_loss(logits, batch.masks, network.config.settings.focal_gamma)
 
     def inference_parts(self, network: nn.Module | None) -> dict[str, Part]:
-        """ "discriminate": a (1, k, H, W) image of any size → (H, W) logits."""
-        return {"discriminate": functools.partial(segment_whole, network.discriminator)}
-
-    def analyse(
-        self,
-        image: torch.Tensor,
-        parts: Mapping[str, Part],
-        config: ModelConfig,
-        segment: SegmentConfig,
-    ) -> RawAnalysis:
-        logits = parts["discriminate"](image[None])
-        return RawAnalysis(
-            residual=probability_map(logits, config.settings.map_sigma), reconstruction=image
-        )
+        """ "discriminate": a (1, k, H, W) image, H and W multiples of 2^(levels − 1) →
+        (1, 1, H, W) logits."""
+        return {"discriminate": network.discriminator}
 
 
 KIND = UnetKind()

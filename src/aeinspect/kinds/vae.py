@@ -4,31 +4,26 @@ Loss: the negative evidence lower bound with a unit-variance Gaussian decoder,
 ½‖x − x̂‖² + KL(Q(z|x) ‖ N(0, I)) per patch (x̂ decoded from one sample of Q(z|x), the KL
 summed over the d latent dimensions), averaged over the batch and divided by the number of
 pixel values k·P²: in nats per pixel value, ½·MSE + KL/(k·P²). Residual: −log p(x | z1…zN)
-per pixel under that same decoder (``vae_residual``), from N sampled reconstructions.
+per pixel under that same decoder (``analysis.likelihood_residual``), from N sampled
+reconstructions.
 """
 
 from __future__ import annotations
 
-import math
-from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import torch
 from torch import nn
 
+from aeinspect.analysis import Recipe
 from aeinspect.errors import InputError
 from aeinspect.kinds import kinds_where
-from aeinspect.kinds.base import Kind, Part, RawAnalysis, TrainingBatch
+from aeinspect.kinds.base import Kind, Part, TrainingBatch, base_recipe
 from aeinspect.models import Autoencoder
-from aeinspect.windows import reconstruct_by_windows
 
 if TYPE_CHECKING:
-    from aeinspect.config import ModelConfig, SegmentConfig
-
-HALF_LOG_2PI = 0.5 * math.log(2.0 * math.pi)
-SAMPLING_SEED = 0  # the latent samples of the residual: the same draws for every image and run
-RESIDUAL_ROWS = 256  # the residual of a large image is computed in bands of this many rows
+    from aeinspect.config import ModelConfig
 
 
 @dataclass(frozen=True)
@@ -74,19 +69,11 @@ class VariationalAutoencoder(Autoencoder):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.decoder(self.posterior(x).mean)
 
-    def sample_reconstructions(
-        self, x: torch.Tensor, samples: int, generator: torch.Generator
-    ) -> torch.Tensor:
-        """Decode ``samples`` draws z_i ~ Q(z|x) per input: (B, k, P, P) → (B, N, k, P, P).
-
-        The standard-normal noise is drawn on the CPU from ``generator``, N·d values per
-        input in batch order, so the draws of an input do not depend on the batch size or
-        the device.
-        """
+    def sample_reconstructions(self, x: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
+        """Decode N draws z_i = mean + exp(logvar / 2) · noise_i of Q(z|x) per input:
+        (B, k, P, P) and standard-normal (B, N, d) noise → (B, N, k, P, P)."""
         posterior = self.posterior(x)
-        batch, latent = posterior.mean.shape[:2]
-        noise = torch.stack([torch.randn(samples, latent, generator=generator)
-                             for _ in range(batch)])  # fmt: skip
+        batch, samples, latent = noise.shape
         noise = noise.to(posterior.mean).view(batch, samples, latent, 1, 1)
         z = posterior.mean[:, None] + torch.exp(0.5 * posterior.logvar)[:, None] * noise
         recon = self.decoder(z.flatten(0, 1))
@@ -106,35 +93,6 @@ def vae_loss(x: torch.Tensor, recon: torch.Tensor, posterior: Posterior) -> torc
     the constant ½·log 2π of the Gaussian left out)."""
     squared = 0.5 * ((x - recon) ** 2).flatten(1).sum(dim=1).mean()
     return (squared + kl_divergence(posterior)) / x[0].numel()
-
-
-def vae_residual(x: torch.Tensor, samples: torch.Tensor) -> torch.Tensor:
-    """−log p(x | z1…zN) per pixel: the negative log of An and Cho's reconstruction
-    probability, the mean over the N samples of the unit-variance Gaussian density of the
-    pixel's C values.
-
-        R = −log( (1/N) Σ_i Π_c N(x_c; x̂_ic, 1) )
-          = −logsumexp_i( −½ Σ_c (x_c − x̂_ic)² ) + log N + C·½·log 2π
-
-    With a_i = ½ Σ_c (x_c − x̂_ic)², R lies between mean_i a_i + C·½·log 2π and that less
-    (max_i a_i − min_i a_i)²/8 (Jensen, Hoeffding): the mean squared error over the samples
-    up to a small correction, and exactly that for one sample. Gray: R ≥ ½·log 2π ≈ 0.919.
-
-    Args:
-        x: (B, C, H, W) images.
-        samples: (B, N, C, H, W) reconstructions from N latent samples.
-
-    Returns:
-        (B, H, W).
-    """
-    if samples.ndim != 5 or samples.shape[:1] + samples.shape[2:] != x.shape:
-        raise ValueError(
-            f"expected (B, N, C, H, W) samples of (B, C, H, W) images, got {tuple(samples.shape)} "
-            f"and {tuple(x.shape)}"
-        )
-    log_density = -0.5 * ((x[:, None] - samples) ** 2).sum(dim=2)
-    count, channels = samples.shape[1], samples.shape[2]
-    return -torch.logsumexp(log_density, dim=1) + math.log(count) + channels * HALF_LOG_2PI
 
 
 class VaeKind(Kind):
@@ -165,40 +123,15 @@ class VaeKind(Kind):
         return vae_loss(batch.targets, recon, posterior)
 
     def inference_parts(self, network: nn.Module | None) -> dict[str, Part]:
+        """ "sample": (B, k, P, P) windows and (B, N, d) standard-normal noise → (B, N, k,
+        P, P) reconstructions from N latent samples each."""
         return {"sample": network.sample_reconstructions}
 
-    def analyse(
-        self,
-        image: torch.Tensor,
-        parts: Mapping[str, Part],
-        config: ModelConfig,
-        segment: SegmentConfig,
-    ) -> RawAnalysis:
-        """Each window decoded from N latent samples and stitched per sample; the residual
-        compares the image with all N, the reconstruction shown is their mean. The samples
-        come from a generator seeded with ``SAMPLING_SEED`` for each image."""
-        generator = torch.Generator().manual_seed(SAMPLING_SEED)
-        count = config.settings.samples
-
-        def sampled(windows: torch.Tensor) -> torch.Tensor:
-            return parts["sample"](windows, count, generator).flatten(1, 2)
-
-        stitched = reconstruct_by_windows(
-            image, sampled, patch=config.patch_size, stride=segment.stride,
-            batch_size=segment.batch_size, blend=config.blend,
-        )  # fmt: skip
-        samples = stitched.view(count, *image.shape)  # (N, C, H, W)
-        residual = image.new_empty(image.shape[1:])
-        for start in range(0, len(residual), RESIDUAL_ROWS):  # bounded temporaries
-            rows = slice(start, start + RESIDUAL_ROWS)
-            residual[rows] = vae_residual(image[None, :, rows], samples[None, :, :, rows])[0]
-        return RawAnalysis(residual=residual, reconstruction=samples.mean(dim=0))
-
-    def residual_map(
-        self, image: torch.Tensor, recon: torch.Tensor, *, window: int
-    ) -> torch.Tensor:
-        """``vae_residual``: ``recon`` holds N sampled reconstructions, (B, N, C, H, W)."""
-        return vae_residual(image, recon)
+    def recipe(self, config: ModelConfig) -> Recipe:
+        """N sampled reconstructions per window, each stitched; R = −log p(x | z1…zN)
+        (``analysis.likelihood_residual``)."""
+        return base_recipe(config, reconstruct="samples", residual="likelihood",
+                           samples=config.settings.samples)  # fmt: skip
 
 
 KIND = VaeKind()

@@ -214,6 +214,8 @@ def _load_payload(path: Path) -> Any:
     if not start.startswith(_TORCH_STARTS):
         what = next((name for magic, name in _OTHER_FILES.items() if start.startswith(magic)),
                     "not a file that torch.save wrote")  # fmt: skip
+        if path.suffix == ".onnx" and start.startswith(b"\x08"):  # protobuf: ir_version first
+            what = "an ONNX file: segment, evaluate and tune take it with --backend onnx"
         raise ModelFileError(f"{path} is not an aeinspect model file ({what})")
     try:
         return torch.load(path, map_location="cpu", weights_only=True)

@@ -28,6 +28,7 @@ from aeinspect.evaluation import Curves, best_f1_threshold, collect, summarise
 from aeinspect.images import Image, ImageSource, find_images, read_image, read_images
 from aeinspect.kinds import get_kind, kind_names
 from aeinspect.masks import decide
+from aeinspect.onnx_backend import OnnxModel, save_decision
 from aeinspect.patch_folder import PatchFolder, describe_patch_folder, write_patch_folder
 from aeinspect.patches import draw_patches
 from aeinspect.report import METRICS_FORMAT, describe_model
@@ -311,30 +312,37 @@ def tune_on_labelled_set(
 
 def tune_model_file(
     path: Path,
-    model_file: ModelFile,
+    segmenter: Segmenter,
     *,
     good: Sequence[str] | None,
     dataset: Path | None,
     tune: TuneConfig,
     config: SegmentConfig,
-    device: torch.device,
 ) -> Decision:
-    """Choose a decision for ``model_file``, read from ``path``, and write it in there: from
-    ``good`` images (default: the model's validation images), or with ``f1`` from the
-    labelled ``dataset``."""
-    segmenter = Segmenter(model_file, device)
+    """Choose a decision for the segmenter's model, read from ``path`` (a model file or an
+    ONNX export), and write it in there: from ``good`` images (default: the model's
+    validation images), or with ``f1`` from the labelled ``dataset``."""
+    model = segmenter.model
     if tune.method == "f1":
         if dataset is None:
             raise InputError("--method f1 needs --dataset, a labelled MVTec-layout folder")
         decision = tune_on_labelled_set(segmenter, find_test_set(dataset), tune, config)
     else:
-        if not good and not model_file.validation_images:
+        if not good and not model.validation_images:
             raise InputError(f"{path} lists no validation images; give good images to tune on")
-        sources = find_images(good or model_file.validation_images)
-        images = read_images(sources, model_file.preprocess)
+        sources = find_images(good or model.validation_images)
+        images = read_images(sources, model.preprocess)
         decision = tune_on_good_images(segmenter, images, tune, config)
-    save_model(path, replace(model_file, decision=decision))
+    store_decision(path, model, decision)
     return decision
+
+
+def store_decision(path: Path, model: ModelFile | OnnxModel, decision: Decision) -> None:
+    """Write ``decision`` into the file ``model`` was read from, atomically."""
+    if isinstance(model, OnnxModel):
+        save_decision(model, decision)
+    else:
+        save_model(path, replace(model, decision=decision))
 
 
 def segment_images(

@@ -11,19 +11,24 @@ from typing import Any
 from aeinspect.checkpoint import ModelFile
 from aeinspect.evaluation import Curves
 from aeinspect.metrics import thin_curve
+from aeinspect.onnx_backend import OnnxModel
 from aeinspect.output_files import write_bytes_atomic
 
 METRICS_FORMAT = "aeinspect-metrics/1"
 
 
-def describe_model(model_file: ModelFile) -> dict[str, Any]:
-    """The model's settings, preprocessing, epochs and operating point as plain values."""
-    decision = model_file.decision
+def describe_model(model: ModelFile | OnnxModel) -> dict[str, Any]:
+    """The model's settings, preprocessing, epochs and operating point as plain values (an
+    ONNX export carries the first three from the model file it was exported from)."""
+    decision = model.decision
+    threshold = None if decision is None else decision.record()
+    if isinstance(model, OnnxModel):
+        return {**model.description, "threshold": threshold, "backend": "onnx"}
     return {
-        **asdict(model_file.model),
-        "preprocess": asdict(model_file.preprocess),
-        "epochs": len(model_file.history),
-        "threshold": None if decision is None else decision.record(),
+        **asdict(model.model),
+        "preprocess": asdict(model.preprocess),
+        "epochs": len(model.history),
+        "threshold": threshold,
     }
 
 

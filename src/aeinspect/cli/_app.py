@@ -20,8 +20,11 @@ from typer.core import TyperGroup
 
 from aeinspect import __version__
 from aeinspect.checkpoint import ModelFile, load_model
-from aeinspect.errors import AeinspectError, Note
-from aeinspect.runtime import set_threads
+from aeinspect.errors import AeinspectError, InputError, Note
+from aeinspect.onnx_backend import OnnxBackend, load_onnx_model
+from aeinspect.runtime import select_device, set_threads
+from aeinspect.segmentation import Segmenter
+from aeinspect.torch_backend import TorchBackend
 
 EXIT_DEFECT = 1  # --fail-on-defect and a defect found
 EXIT_USAGE = 2  # bad usage or bad input: one "Error: …" line
@@ -186,6 +189,29 @@ class GracefulStop:
         if self.signal is not None:
             raise KeyboardInterrupt
         self.signal = number
+
+
+BACKENDS = ("torch", "onnx")
+
+
+def open_segmenter(path: Path, backend: str, device: str, precision: str) -> Segmenter:
+    """A segmenter of the model at ``path``: a model file in torch on ``device`` at
+    ``precision``, or with backend "onnx" an ONNX export in ONNX Runtime on the CPU.
+
+    Raises:
+        InputError: an unknown backend, or device and precision options that ONNX Runtime
+            does not take.
+    """
+    if backend == "torch":
+        model = load_model_for_use(path)
+        return Segmenter(model, backend=TorchBackend(model, select_device(device), precision))
+    if backend != "onnx":
+        raise InputError(f"--backend must be {' or '.join(BACKENDS)}, got {backend!r}")
+    if precision != "fp32" or device not in ("auto", "cpu"):
+        raise InputError("--backend onnx runs on the CPU in fp32; leave out --device and "
+                         "--precision")  # fmt: skip
+    model = load_onnx_model(path)
+    return Segmenter(model, backend=OnnxBackend(model))
 
 
 def load_model_for_use(path: Path) -> ModelFile:

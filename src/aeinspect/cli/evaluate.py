@@ -10,15 +10,17 @@ import typer
 from tqdm import tqdm
 
 from aeinspect.checkpoint import load_model
-from aeinspect.cli._app import command, load_model_for_use, show_progress
+from aeinspect.cli._app import command, open_segmenter, show_progress
 from aeinspect.cli.options import (
     SEGMENT,
     TUNE,
+    BackendOption,
     Device,
     Json,
     ModelPath,
     Opening,
     OverwriteFiles,
+    Precision,
     Quiet,
     Stride,
     WindowBatch,
@@ -31,7 +33,6 @@ from aeinspect.output_files import check_output_file, check_output_folder, write
 from aeinspect.pipeline import evaluate_model, tune_model_file
 from aeinspect.report import write_evaluation
 from aeinspect.runtime import keep_freed_memory, select_device
-from aeinspect.segmentation import Segmenter
 
 
 @command
@@ -47,13 +48,15 @@ def evaluate(
     stride: Stride = SEGMENT.stride,
     batch_size: WindowBatch = SEGMENT.batch_size,
     device: Device = "auto",
+    backend: BackendOption = "torch",
+    precision: Precision = "fp32",
     json_output: Annotated[bool, typer.Option("--json", help="Print metrics.json.")] = False,
     quiet: Quiet = False,
 ) -> None:
     """Measure a model on a labelled test set: pixel ROC, AU-PRO, overlap, image ROC."""
     if output is not None:
         check_output_folder(output, overwrite=overwrite)
-    segmenter = Segmenter(load_model_for_use(model_file), select_device(device))
+    segmenter = open_segmenter(model_file, backend, device, precision)
     config = SegmentConfig(stride=stride, batch_size=batch_size)
     with tqdm(unit="image", leave=False, disable=not show_progress(quiet)) as bar:
         metrics, curves = evaluate_model(
@@ -119,6 +122,8 @@ def tune(
         "--output", "-o", help="--grid: folder for models and table.")] = None,
     overwrite: OverwriteFiles = False,
     device: Device = "auto",
+    backend: BackendOption = "torch",
+    precision: Precision = "fp32",
     json_output: Json = False,
     quiet: Quiet = False,
 ) -> None:  # fmt: skip
@@ -130,11 +135,10 @@ def tune(
                    json_output)  # fmt: skip
         return
     tune_config = TuneConfig(method=method, min_area=min_area, fpr=fpr, opening=opening)
-    loaded = load_model_for_use(model_file)
+    segmenter = open_segmenter(model_file, backend, device, precision)
     check_output_file(model_file, overwrite=True, flag="-m")  # it is rewritten at the end
-    decision = tune_model_file(model_file, loaded, good=images, dataset=dataset,
-                               tune=tune_config, config=config,
-                               device=select_device(device))  # fmt: skip
+    decision = tune_model_file(model_file, segmenter, good=images, dataset=dataset,
+                               tune=tune_config, config=config)  # fmt: skip
     record = {"model_file": str(model_file), **decision.record()}
     if json_output:
         typer.echo(json.dumps(record))

@@ -36,6 +36,16 @@ Images = Annotated[
 ModelPath = Annotated[Path, typer.Option("--model-file", "-m", help="Trained model file.")]
 Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="No progress on stderr.")]
 Device = Annotated[str, typer.Option(help="auto, cpu, cuda or cuda:N (auto: CUDA if present).")]
+BackendOption = Annotated[
+    str,
+    typer.Option("--backend", help="torch, or onnx: ONNX Runtime on the CPU, for an .onnx file "
+                 "from export (pip install 'aeinspect[onnx]')."),
+]  # fmt: skip
+Precision = Annotated[
+    str,
+    typer.Option(help="fp32, or bf16 or fp16 on a CUDA device (residual maps within the "
+                 "README's tolerance of fp32)."),
+]  # fmt: skip
 Json = Annotated[bool, typer.Option("--json", help="Print the result as JSON.")]
 Stride = Annotated[int, typer.Option(help="Sliding-window stride s.")]
 WindowBatch = Annotated[int, typer.Option("--batch-size", help="Windows per forward call.")]

@@ -11,13 +11,7 @@ import typer
 from tqdm import tqdm
 
 from aeinspect.cli import options as opt
-from aeinspect.cli._app import (
-    EXIT_DEFECT,
-    GracefulStop,
-    command,
-    load_model_for_use,
-    show_progress,
-)
+from aeinspect.cli._app import EXIT_DEFECT, GracefulStop, command, open_segmenter, show_progress
 from aeinspect.cli.options import (
     SEGMENT,
     Device,
@@ -34,8 +28,7 @@ from aeinspect.images import check_readable, find_images
 from aeinspect.output_files import check_output_folder
 from aeinspect.outputs import parse_save_option, write_outputs
 from aeinspect.pipeline import segment_images
-from aeinspect.runtime import select_device
-from aeinspect.segmentation import Segmentation, Segmenter
+from aeinspect.segmentation import Segmentation
 
 
 @command
@@ -53,10 +46,13 @@ def segment(
     fail_on_defect: opt.FailOnDefect = False,
     batch_size: WindowBatch = SEGMENT.batch_size,
     device: Device = "auto",
+    backend: opt.BackendOption = "torch",
+    precision: opt.Precision = "fp32",
     shard: opt.ShardOption = None,
     quiet: Quiet = False,
 ) -> None:
-    """Segment defects in images with a trained model."""
+    """Segment defects in images with a trained model (a model file, or with --backend onnx
+    its ONNX export)."""
     if save is not None and output is None:
         raise InputError("--save needs -o/--output, the folder to write to")
     kinds = parse_save_option(save) if output is not None else ()
@@ -65,11 +61,10 @@ def segment(
     sources = find_images(images)
     if shard is not None:
         sources = Shard.parse(shard).select(sources)
-    loaded = load_model_for_use(model_file)
-    decision = resolve_decision(loaded.decision, threshold=threshold, opening=opening,
+    segmenter = open_segmenter(model_file, backend, device, precision)
+    decision = resolve_decision(segmenter.model.decision, threshold=threshold, opening=opening,
                                 min_area=min_area, source=str(model_file))  # fmt: skip
     config = SegmentConfig(stride=stride, batch_size=batch_size)
-    segmenter = Segmenter(loaded, select_device(device))
     if output is not None:
         check_readable(sources)
     results = segment_images(sources, segmenter, config, decision,

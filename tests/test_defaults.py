@@ -34,7 +34,8 @@ SETTINGS = {  # where each command's options come from
 RENAMED = {"num": "num_patches", "size": "patch_size", "model": "kind"}  # option → field
 CLI_ONLY = {"device", "json_output", "quiet", "fail_on_defect", "output", "images", "dataset",
             "model_file", "resume", "features", "grid", "save", "shard", "version",
-            "synthetic", "overwrite", "threads", "debug", "checkpoint_minutes"}  # fmt: skip
+            "synthetic", "overwrite", "threads", "debug", "checkpoint_minutes", "backend",
+            "precision", "opset"}  # fmt: skip
 
 
 def defaults_of(command: str, name: str) -> set:

@@ -114,7 +114,8 @@ def test_ctrl_c_writes_the_state_says_how_to_resume_and_exits_130(
 
 
 def test_fit_resumed_from_any_step_gives_the_weights_of_an_unbroken_fit() -> None:
-    """In process: stop after 5 steps (mid-epoch), go on from the state, compare."""
+    """In process: stop after the first step of the second epoch (the stop is asked at every
+    epoch's start and after every step: 1 + 4 + 1 + 1 asks), go on from the state, compare."""
     config = ModelConfig(kind="vae", patch_size=32, latent=8)  # sampling noise from the state
     schedule = TrainConfig(epochs=3, batch_size=8, lr=1e-3, patience=0, seed=4)
     patches, validation = stripe_patches(32, 0), stripe_patches(8, 1)
@@ -123,7 +124,7 @@ def test_fit_resumed_from_any_step_gives_the_weights_of_an_unbroken_fit() -> Non
     steps = itertools.count(1)
     stopped = fit(new_model(config, seed=4), patches, validation, schedule,
                   device=torch.device("cpu"),
-                  hooks=Hooks(stop_requested=lambda: next(steps) > 5))  # fmt: skip
+                  hooks=Hooks(stop_requested=lambda: next(steps) > 6))  # fmt: skip
     assert stopped.stop_reason == "interrupted"
     assert (stopped.state.epoch, stopped.state.step) == (1, 1)
     resumed = fit(new_model(config, seed=99), patches, validation, schedule,

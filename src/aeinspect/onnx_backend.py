@@ -112,8 +112,10 @@ def _session(path: Path, threads: int) -> Any:
         raise ModelFileError(f"no such model file: {path}")
     with path.open("rb") as stream:
         if stream.read(4) == b"PK\x03\x04":  # what torch.save writes
-            raise ModelFileError(f"{path} is a model file, not an ONNX export: give it with "
-                                 f"--backend torch, or export it first (aeinspect export)")
+            raise ModelFileError(
+                f"{path} is a model file, not an ONNX export: give it with "
+                f"--backend torch, or export it first (aeinspect export)"
+            )
     options = onnxruntime.SessionOptions()
     options.intra_op_num_threads = threads
     options.log_severity_level = 3  # errors only

@@ -23,6 +23,7 @@ from aeinspect.config import (
 )
 from aeinspect.dataset import TestImage, find_test_set
 from aeinspect.decision import DEFAULT_OPENING, Decision
+from aeinspect.distributed import Ranks
 from aeinspect.errors import InputError, Note, TrainingError
 from aeinspect.evaluation import Curves, best_f1_threshold, collect, summarise
 from aeinspect.images import Image, ImageSource, find_images, read_image, read_images
@@ -112,6 +113,7 @@ def train_model(
     resume: ModelFile | None = None,
     features: dict[str, torch.Tensor] | None = None,
     progress: Progress = Progress(),
+    ranks: Ranks | None = None,
 ) -> tuple[ModelFile, TrainResult | None]:
     """Train a model on good images, or on a patch folder's patches, and choose a first
     decision on the held-out images.
@@ -122,7 +124,9 @@ def train_model(
     earlier run goes on from its training state with its model and preprocessing settings
     (``resume.resumed_schedule`` gives its schedule). A patch folder must have been cut with
     the model's patch size and preprocessing. ``features``: pretrained feature weights for
-    a kind that takes them (``load_feature_weights``), stored with the other weights.
+    a kind that takes them (``load_feature_weights``), stored with the other weights. Under
+    torchrun (``ranks``), every process trains its share; rank 0 alone writes the file and
+    chooses the decision, and the other processes return their (equal) state.
 
     Returns:
         The model file, and how training went (None for a kind that learns nothing).
@@ -133,6 +137,8 @@ def train_model(
     if resume is not None:
         model_config = resume.model
         inputs = replace(inputs, preprocess=resume.preprocess)
+    leader = ranks is None or ranks.leader
+    output = output if leader else None
     if not get_kind(model_config.kind).trainable:
         return _untrained_model(inputs, model_config, train_config, device, output)
     _check_features(model_config.kind, features, resume)
@@ -145,11 +151,12 @@ def train_model(
     try:
         result = fit(model, data.train_patches, data.val_patches, train_config, device=device,
                      state=resume.training if resume else None,
-                     best_weights=resume.state_dict if resume else None, hooks=hooks)  # fmt: skip
+                     best_weights=resume.state_dict if resume else None, hooks=hooks,
+                     ranks=ranks)  # fmt: skip
     except TrainingError as error:
         raise TrainingError(f"{error}; {files.what_is_kept()}") from None
     model_file = files.of(result)
-    if result.state.finished:
+    if result.state.finished and leader:
         model_file = _with_first_decision(model_file, data.val_images, device)
     if output is not None:
         save_model(output, model_file)

@@ -25,6 +25,8 @@ from aeinspect.images import Image, ImageSource, resize
 from aeinspect.masks import Mask
 from aeinspect.ssim_numpy import ssim_components
 
+BACKENDS = ("torch", "onnx")  # torch_backend.TorchBackend, onnx_backend.OnnxBackend
+
 
 @dataclass(frozen=True)
 class Components:

@@ -5,6 +5,7 @@ through ``Hooks``."""
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import math
 import time
@@ -17,6 +18,7 @@ import torch
 from torch import nn
 
 from aeinspect.config import ModelConfig, TrainConfig
+from aeinspect.distributed import Ranks
 from aeinspect.errors import TrainingError
 from aeinspect.kinds import Kind, TrainingBatch, get_kind
 
@@ -35,6 +37,7 @@ class EpochRecord:
         seconds: wall time of the epoch.
         best: whether this epoch's weights are the best so far.
         eta_seconds: estimate of the time left, bounded by the epoch limit and max_minutes.
+        processes: the processes that trained it (torchrun's world size; 1 without).
     """
 
     epoch: int
@@ -44,6 +47,7 @@ class EpochRecord:
     seconds: float
     best: bool
     eta_seconds: float
+    processes: int = 1
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -51,6 +55,7 @@ class EpochRecord:
             "train_loss": self.train_loss,
             "val_loss": self.val_loss,
             "seconds": self.seconds,
+            "processes": self.processes,
         }
 
 
@@ -182,6 +187,8 @@ class _Run:
     started: float = field(default_factory=time.monotonic)
     last_checkpoint: float = field(default_factory=time.monotonic)
     stop_reason: str | None = None
+    ranks: Ranks | None = None  # under torchrun: this process's place in the group
+    replicas: nn.Module | None = None  # the loss in DistributedDataParallel, under torchrun
 
     def seconds(self) -> float:
         """Training time spent over every session."""
@@ -215,6 +222,7 @@ def fit(
     state: TrainingState | None = None,
     best_weights: dict[str, torch.Tensor] | None = None,
     hooks: Hooks = Hooks(),
+    ranks: Ranks | None = None,
 ) -> TrainResult:
     """Train a kind's network (``new_model``) on (N, C, P, P) float32 patches in [0, 1], up to
     ``config.epochs`` epochs in all, or go on from ``state``.
@@ -231,16 +239,21 @@ def fit(
             optimizer, generators, epoch and step are restored, and the same patches give
             the same weights as a run never stopped.
         best_weights: the weights of ``state.best_loss`` (with ``state``).
-        hooks: progress, checkpoints and stop requests.
+        hooks: progress, checkpoints and stop requests (under torchrun, give progress and
+            checkpoints to rank 0 only).
+        ranks: under torchrun, this process's place in the group (``distributed``, its
+            process group started): the process trains its share of every batch in
+            DistributedDataParallel and every process stops at the same step.
 
     Raises:
         TrainingError: a step's loss is not finite (the weights are left as before it).
     """
-    run = _start(model, config, device, hooks, state, best_weights)
+    run = _start(model, config, device, hooks, state, best_weights, ranks)
     history: list[EpochRecord] = []
     while True:
-        run.stop_reason = _stop_reason(run)
-        if run.stop_reason is not None or _stop_requested(hooks):
+        out_of_time, stop_asked = _flags(run)
+        run.stop_reason = _stop_reason(run, out_of_time)
+        if run.stop_reason is not None or stop_asked:
             return run.snapshot(history)
         record = _epoch(run, train_patches, val_patches, history)
         if record is None:  # a stop was requested within the epoch
@@ -251,8 +264,15 @@ def fit(
         _checkpoint(run, history)
 
 
-def _stop_requested(hooks: Hooks) -> bool:
-    return hooks.stop_requested is not None and hooks.stop_requested()
+def _flags(run: _Run) -> tuple[bool, bool]:
+    """Whether time is out and whether a stop was requested: in any process, under torchrun
+    (every process then stops at the same step)."""
+    out_of_time = run.out_of_time()
+    asked = run.hooks.stop_requested is not None and run.hooks.stop_requested()
+    if run.ranks is None:
+        return out_of_time, asked
+    time_out_anywhere, asked_anywhere = run.ranks.total(float(out_of_time), float(asked))
+    return time_out_anywhere > 0, asked_anywhere > 0
 
 
 def _start(
@@ -262,20 +282,52 @@ def _start(
     hooks: Hooks,
     state: TrainingState | None,
     best_weights: dict[str, torch.Tensor] | None,
+    ranks: Ranks | None,
 ) -> _Run:
     if state is not None:
         model.load_state_dict(state.weights)
     model.to(device, memory_format=torch.channels_last)  # faster convolutions, same results
     trainable = [p for p in model.parameters() if p.requires_grad]  # not fm's frozen F
     optimizer = torch.optim.Adam(trainable, lr=config.lr, weight_decay=config.weight_decay)
+    kind = get_kind(model.config.kind)
     run = _Run(
-        model=model, kind=get_kind(model.config.kind), config=config, device=device,
-        hooks=hooks, optimizer=optimizer, order=torch.Generator().manual_seed(config.seed),
+        model=model, kind=kind, config=config, device=device, hooks=hooks,
+        optimizer=optimizer, order=torch.Generator().manual_seed(config.seed),
         defects=np.random.default_rng([config.seed, 0]), best=_BestWeights(), epoch=0,
+        ranks=ranks, replicas=None if ranks is None else _replicated(model, kind, device),
     )  # fmt: skip
     if state is not None:
         _restore(run, state, best_weights)
     return run
+
+
+class _LossOf(nn.Module):
+    """A kind's training loss as a module, so that DistributedDataParallel sees each step's
+    forward pass (the kinds call their networks' parts, not the networks)."""
+
+    def __init__(self, network: nn.Module, kind: Kind) -> None:
+        super().__init__()
+        self.network = network
+        self.kind = kind
+
+    def forward(self, inputs: torch.Tensor, targets: torch.Tensor, masks: torch.Tensor | None,
+                noise: torch.Generator) -> torch.Tensor:  # fmt: skip
+        return self.kind.training_loss(self.network, TrainingBatch(inputs, targets, masks), noise)
+
+
+def _replicated(model: nn.Module, kind: Kind, device: torch.device) -> nn.Module:
+    """The kind's loss in DistributedDataParallel: the gradients of every backward pass that
+    is not in ``no_sync`` are averaged over the processes. Batch-norm statistics stay each
+    process's own (rank 0's are saved)."""
+    from torch.nn.parallel import DistributedDataParallel
+
+    device_ids = [device.index] if device.type == "cuda" else None
+    try:
+        return DistributedDataParallel(_LossOf(model, kind), device_ids=device_ids,
+                                       forward_sync_buffers=False)  # fmt: skip
+    except TypeError:  # torch before forward_sync_buffers
+        return DistributedDataParallel(_LossOf(model, kind), device_ids=device_ids,
+                                       broadcast_buffers=False)  # fmt: skip
 
 
 def _restore(run: _Run, state: TrainingState, best_weights: dict[str, torch.Tensor] | None) -> None:
@@ -288,9 +340,9 @@ def _restore(run: _Run, state: TrainingState, best_weights: dict[str, torch.Tens
     run.permutation, run.step_losses = state.permutation, list(state.step_losses)
 
 
-def _stop_reason(run: _Run) -> str | None:
+def _stop_reason(run: _Run, out_of_time: bool) -> str | None:
     """Why the run should end at this epoch boundary, if it should."""
-    if run.out_of_time():
+    if out_of_time:
         return "max_minutes"
     if run.config.patience and run.best.stale >= run.config.patience:
         return "patience"
@@ -342,7 +394,7 @@ def _epoch(
     _set_learning_rate(run, epoch, run.config)
     val_loss = train_loss
     if val_patches is not None:
-        val_loss = evaluate_loss(run.model, val_patches, run.config.batch_size, run.device)
+        val_loss = _validation_loss(run, val_patches)
     if not math.isfinite(val_loss):
         raise TrainingError(
             f"training diverged at epoch {epoch}: the validation loss is {val_loss}; lower "
@@ -354,8 +406,19 @@ def _epoch(
     eta = (run.config.epochs - epoch) * per_epoch
     if run.config.max_minutes is not None:
         eta = min(eta, 60 * run.config.max_minutes - run.seconds())
+    processes = 1 if run.ranks is None else run.ranks.world
     return EpochRecord(epoch, run.config.epochs, train_loss, val_loss, now - epoch_start,
-                       improved, max(eta, 0.0))  # fmt: skip
+                       improved, max(eta, 0.0), processes)  # fmt: skip
+
+
+def _validation_loss(run: _Run, patches: torch.Tensor) -> float:
+    """``evaluate_loss``, computed once: in rank 0 under torchrun, and sent to the others."""
+    if run.ranks is None:
+        return evaluate_loss(run.model, patches, run.config.batch_size, run.device)
+    loss = 0.0
+    if run.ranks.leader:
+        loss = evaluate_loss(run.model, patches, run.config.batch_size, run.device)
+    return run.ranks.from_leader(loss)
 
 
 def batch_order(count: int, batch_size: int, order: torch.Generator) -> list[torch.Tensor]:
@@ -374,11 +437,8 @@ def _train_epoch(run: _Run, patches: torch.Tensor, history: list[EpochRecord]) -
         run.permutation = torch.cat(batch_order(len(patches), config.batch_size, run.order))
         run.step, run.step_losses = 0, []
     batches = run.permutation.split(config.batch_size)
-    micro_batch = CPU_MICRO_BATCH if run.device.type == "cpu" else config.batch_size
     for indices in batches[run.step :]:
-        batch = run.kind.training_batch(patches[indices], run.defects, run.model.config)
-        loss = train_step(run.model, run.optimizer, batch.to(run.device), run.order,
-                          micro_batch=micro_batch)  # fmt: skip
+        loss = _step(run, patches, indices)
         if not math.isfinite(loss):
             raise TrainingError(
                 f"training diverged at epoch {run.epoch + 1}, step {run.step + 1}: the loss is "
@@ -389,15 +449,39 @@ def _train_epoch(run: _Run, patches: torch.Tensor, history: list[EpochRecord]) -
         if run.hooks.on_batch is not None:
             run.hooks.on_batch(run.epoch + 1, min(run.step * config.batch_size, len(patches)),
                                len(patches))  # fmt: skip
-        if run.out_of_time() or run.step == len(batches):
+        out_of_time, stop_asked = _flags(run)
+        if out_of_time or run.step == len(batches):
             break
-        if _stop_requested(run.hooks):
+        if stop_asked:
             return None
         if time.monotonic() - run.last_checkpoint >= 60 * run.hooks.checkpoint_minutes:
             _checkpoint(run, history)
     loss = float(np.mean(run.step_losses))
     run.permutation, run.step, run.step_losses = None, 0, []
     return loss
+
+
+def _step(run: _Run, patches: torch.Tensor, indices: torch.Tensor) -> float:
+    """One optimizer step on the patches at ``indices``; the batch's mean loss.
+
+    Under torchrun, this process trains its share of the batch, with synthetic defects and
+    sampling noise from generators seeded by one draw of the shared stream and its rank (an
+    empty share trains one patch with weight 0, so that every process joins the gradient's
+    all-reduce)."""
+    share, weight, defects, noise = indices, 1.0, run.defects, run.order
+    if run.ranks is not None:
+        share = run.ranks.share(indices)
+        weight = len(share) / len(indices)
+        if not len(share):
+            share = indices[:1]
+        seed = int(run.defects.integers(2**62))
+        defects = np.random.default_rng([seed, run.ranks.rank])
+        noise = torch.Generator().manual_seed(seed + run.ranks.rank)
+    batch = run.kind.training_batch(patches[share], defects, run.model.config)
+    micro_batch = CPU_MICRO_BATCH if run.device.type == "cpu" else run.config.batch_size
+    return train_step(run.model, run.optimizer, batch.to(run.device), noise,
+                      micro_batch=micro_batch, replicas=run.replicas, ranks=run.ranks,
+                      share=weight)  # fmt: skip
 
 
 VALIDATION_SEED = 0  # a kind's sampling noise and synthetic defects in validation: fixed
@@ -428,6 +512,9 @@ def train_step(
     noise: torch.Generator,
     *,
     micro_batch: int,
+    replicas: nn.Module | None = None,
+    ranks: Ranks | None = None,
+    share: float = 1.0,
 ) -> float:
     """One Adam step on a batch; returns the batch's mean loss. When the loss is not finite
     (NaN or ±inf), no step is taken: the weights stay as they were.
@@ -435,15 +522,27 @@ def train_step(
     The gradient is accumulated over slices of at most ``micro_batch`` patches, each loss
     weighted by its share of the batch: the same gradient as one pass over the whole batch
     (every loss is a mean over patches), with activations that stay in the CPU's caches.
+    Under torchrun, ``batch`` is this process's ``share`` of the whole batch and its losses
+    go through ``replicas`` (the loss in DistributedDataParallel): weighted by that share
+    and the number of processes, the averaged gradient is the whole batch's, and the loss
+    returned is summed over the processes.
     """
     kind = get_kind(model.config.kind)
     optimizer.zero_grad(set_to_none=True)
     total = torch.zeros((), device=batch.inputs.device)
-    for part in batch.split(micro_batch):
-        loss = kind.training_loss(model, part, noise) * (len(part) / len(batch))
-        loss.backward()
-        total += loss.detach()
-    value = total.item()
+    parts = batch.split(micro_batch)
+    scale = share * (1 if ranks is None else ranks.world)  # DDP averages over processes
+    for index, part in enumerate(parts):
+        weight = len(part) / len(batch)
+        last = index == len(parts) - 1
+        with replicas.no_sync() if replicas is not None and not last else contextlib.nullcontext():
+            if replicas is None:
+                loss = kind.training_loss(model, part, noise)
+            else:
+                loss = replicas(part.inputs, part.targets, part.masks, noise)
+            (loss * (weight * scale)).backward()
+        total += loss.detach() * (weight * share)
+    value = total.item() if ranks is None else ranks.total(total.item())[0]
     if math.isfinite(value):
         optimizer.step()
     return value

@@ -23,7 +23,7 @@ from aeinspect.checkpoint import ModelFile, load_model
 from aeinspect.errors import AeinspectError, InputError, Note
 from aeinspect.onnx_backend import OnnxBackend, load_onnx_model
 from aeinspect.runtime import select_device, set_threads
-from aeinspect.segmentation import Segmenter
+from aeinspect.segmentation import BACKENDS, Segmenter
 from aeinspect.torch_backend import TorchBackend
 
 EXIT_DEFECT = 1  # --fail-on-defect and a defect found
@@ -191,9 +191,6 @@ class GracefulStop:
         self.signal = number
 
 
-BACKENDS = ("torch", "onnx")
-
-
 def open_segmenter(path: Path, backend: str, device: str, precision: str) -> Segmenter:
     """A segmenter of the model at ``path``: a model file in torch on ``device`` at
     ``precision``, or with backend "onnx" an ONNX export in ONNX Runtime on the CPU.
@@ -202,11 +199,11 @@ def open_segmenter(path: Path, backend: str, device: str, precision: str) -> Seg
         InputError: an unknown backend, or device and precision options that ONNX Runtime
             does not take.
     """
+    if backend not in BACKENDS:
+        raise InputError(f"--backend must be {' or '.join(BACKENDS)}, got {backend!r}")
     if backend == "torch":
         model = load_model_for_use(path)
         return Segmenter(model, backend=TorchBackend(model, select_device(device), precision))
-    if backend != "onnx":
-        raise InputError(f"--backend must be {' or '.join(BACKENDS)}, got {backend!r}")
     if precision != "fp32" or device not in ("auto", "cpu"):
         raise InputError("--backend onnx runs on the CPU in fp32; leave out --device and "
                          "--precision")  # fmt: skip

@@ -12,6 +12,8 @@ from tqdm import tqdm
 from aeinspect.checkpoint import load_model
 from aeinspect.cli._app import command, open_segmenter, show_progress
 from aeinspect.cli.options import (
+    DEFAULT_BACKEND,
+    DEFAULT_PRECISION,
     SEGMENT,
     TUNE,
     BackendOption,
@@ -48,8 +50,8 @@ def evaluate(
     stride: Stride = SEGMENT.stride,
     batch_size: WindowBatch = SEGMENT.batch_size,
     device: Device = "auto",
-    backend: BackendOption = "torch",
-    precision: Precision = "fp32",
+    backend: BackendOption = DEFAULT_BACKEND,
+    precision: Precision = DEFAULT_PRECISION,
     json_output: Annotated[bool, typer.Option("--json", help="Print metrics.json.")] = False,
     quiet: Quiet = False,
 ) -> None:
@@ -122,8 +124,8 @@ def tune(
         "--output", "-o", help="--grid: folder for models and table.")] = None,
     overwrite: OverwriteFiles = False,
     device: Device = "auto",
-    backend: BackendOption = "torch",
-    precision: Precision = "fp32",
+    backend: BackendOption = DEFAULT_BACKEND,
+    precision: Precision = DEFAULT_PRECISION,
     json_output: Json = False,
     quiet: Quiet = False,
 ) -> None:  # fmt: skip

@@ -21,6 +21,8 @@ from aeinspect.config import (
 )
 from aeinspect.decision import DEFAULT_OPENING
 from aeinspect.outputs import DEFAULT_SAVE, SAVE_KINDS
+from aeinspect.segmentation import BACKENDS
+from aeinspect.torch_backend import PRECISIONS
 
 CROP = CropConfig()
 MODEL = ModelConfig()
@@ -36,10 +38,12 @@ Images = Annotated[
 ModelPath = Annotated[Path, typer.Option("--model-file", "-m", help="Trained model file.")]
 Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="No progress on stderr.")]
 Device = Annotated[str, typer.Option(help="auto, cpu, cuda or cuda:N (auto: CUDA if present).")]
+DEFAULT_BACKEND = BACKENDS[0]  # torch
+DEFAULT_PRECISION = next(iter(PRECISIONS))  # fp32
 BackendOption = Annotated[
     str,
-    typer.Option("--backend", help="torch, or onnx: ONNX Runtime on the CPU, for an .onnx file "
-                 "from export (pip install 'aeinspect[onnx]')."),
+    typer.Option("--backend", help=f"{' or '.join(BACKENDS)}: ONNX Runtime on the CPU, for an "
+                 ".onnx file from export (pip install 'aeinspect[onnx]')."),
 ]  # fmt: skip
 Precision = Annotated[
     str,

@@ -46,8 +46,8 @@ def segment(
     fail_on_defect: opt.FailOnDefect = False,
     batch_size: WindowBatch = SEGMENT.batch_size,
     device: Device = "auto",
-    backend: opt.BackendOption = "torch",
-    precision: opt.Precision = "fp32",
+    backend: opt.BackendOption = opt.DEFAULT_BACKEND,
+    precision: opt.Precision = opt.DEFAULT_PRECISION,
     shard: opt.ShardOption = None,
     quiet: Quiet = False,
 ) -> None:

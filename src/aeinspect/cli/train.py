@@ -4,14 +4,15 @@ from __future__ import annotations
 
 import json
 import sys
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 from tqdm import tqdm
 
-from aeinspect.checkpoint import check_model_output, load_model
+from aeinspect import distributed
+from aeinspect.checkpoint import ModelFile, check_model_output, load_model
 from aeinspect.cli import train_options as opt
 from aeinspect.cli._app import GracefulStop, command, show_progress
 from aeinspect.cli.options import (
@@ -37,8 +38,8 @@ from aeinspect.pipeline import Progress, crop_images, train_model, train_summary
 from aeinspect.resume import check_resume_options, resumed_inputs, resumed_schedule
 from aeinspect.runtime import keep_freed_memory, select_device
 from aeinspect.synthetic import DefectConfig, parse_defects
-from aeinspect.training import CHECKPOINT_MINUTES, EpochRecord
-from aeinspect.training_data import CROP_OPTIONS, training_inputs
+from aeinspect.training import CHECKPOINT_MINUTES, EpochRecord, TrainResult
+from aeinspect.training_data import CROP_OPTIONS, TrainingInputs, training_inputs
 
 
 @command
@@ -47,7 +48,9 @@ def crop(
     output: Annotated[
         Path, typer.Option("--output", "-o", help="New or empty folder for the patches.")
     ],
-    num: Annotated[int, typer.Option(help="Random patches to cut.")] = CROP.num_patches,
+    num: Annotated[int, typer.Option("--num", "--num-patches", help="Random patches to cut.")] = (
+        CROP.num_patches
+    ),
     size: Annotated[int, typer.Option(help="Patch size P (multiple of 16, >= 32).")] = (
         CROP.patch_size
     ),
@@ -144,51 +147,117 @@ def train(
     killed process) goes on with --resume. With a patch folder the crop settings come from
     its manifest."""
     keep_freed_memory()  # training steps reuse their buffers: about 1.25× faster
+    ranks = distributed.from_environment()
     given = _options_given(ctx)
     if defects is not None:
         given["defects"] = parse_defects(defects)
-    stored = load_model(resume) if resume is not None else None
-    if stored is not None and resume is not None:
-        check_resume_options(stored, resume, given)
-        train_config = resumed_schedule(stored, resume, given)
-        inputs = resumed_inputs(stored, resume, images)
-        model_config, output = stored.model, output or resume
+    if resume is not None:
+        plan = _resumed_run(resume, images, output, overwrite, given, ranks)
+    else:
+        plan = _new_run(ctx.params, given, ranks)
+    chosen = select_device(device) if ranks is None else distributed.device_for(device, ranks)
+    with GracefulStop() as stop:
+        shown = _TrainProgress().callbacks() if _leads(ranks) and show_progress(quiet) else None
+        progress = replace(shown or Progress(), stop_requested=stop.requested,
+                           checkpoint_minutes=checkpoint_minutes)  # fmt: skip
+        model_file, result = _train(plan, chosen, ranks, features, progress)
+    if not model_file.finished:
+        if _leads(ranks):
+            typer.echo(f"Interrupted: {plan.output} holds the state ({model_file.progress()}); "
+                       f"go on with: aeinspect train --resume {plan.output}", err=True)  # fmt: skip
+        raise typer.Exit(stop.exit_code)
+    if _leads(ranks):
+        summary = train_summary(plan.output, model_file, plan.inputs.image_count, result)
+        typer.echo(json.dumps(summary) if json_output else _train_lines(summary))
+
+
+@dataclass(frozen=True)
+class _Plan:
+    """What a train command trains on, with which settings, from which state, into where."""
+
+    inputs: TrainingInputs
+    model: ModelConfig
+    schedule: TrainConfig
+    output: Path
+    resume: ModelFile | None = None
+
+
+def _leads(ranks: distributed.Ranks | None) -> bool:
+    """Whether this process writes and speaks: always, but under torchrun rank 0 alone."""
+    return ranks is None or ranks.leader
+
+
+def _new_run(params: dict[str, Any], given: dict[str, Any],
+             ranks: distributed.Ranks | None) -> _Plan:  # fmt: skip
+    """A run of the settings on the command line (``params``, every option's value)."""
+    output, images = params["output"], params["images"]
+    if output is None:
+        raise InputError("-o/--output is missing: the model file to write (or --resume MODEL "
+                         "to go on training one)")  # fmt: skip
+    if not images:
+        raise InputError("no images given: the good images to train on (files, folders or -)")
+    if _leads(ranks):
+        check_model_output(output, overwrite=params["overwrite"])
+    inputs = training_inputs(images, {name: given.get(name) for name in CROP_OPTIONS})
+    model = ModelConfig(
+        kind=params["model"], patch_size=inputs.crop.patch_size,
+        channels=inputs.preprocess.channels,
+        settings=settings_for(params["model"], _kind_options(given)),
+        **{name: params[name] for name in ("latent", "window", "blend", "smooth",
+                                           "residual_scale")},
+    )  # fmt: skip
+    schedule = TrainConfig(
+        num_patches=inputs.crop.num_patches, augment=inputs.crop.augment,
+        **{name: params[name] for name in ("epochs", "batch_size", "lr", "lr_schedule",
+                                           "weight_decay", "val_split", "patience",
+                                           "max_minutes", "seed")},
+    )  # fmt: skip
+    return _Plan(inputs=inputs, model=model, schedule=schedule, output=output)
+
+
+def _resumed_run(
+    resume: Path,
+    images: list[str] | None,
+    output: Path | None,
+    overwrite: bool,
+    given: dict[str, Any],
+    ranks: distributed.Ranks | None,
+) -> _Plan:
+    """The run stored in ``resume``, going on into ``output`` (default: itself)."""
+    stored = load_model(resume)
+    check_resume_options(stored, resume, given)
+    schedule = resumed_schedule(stored, resume, given)
+    inputs = resumed_inputs(stored, resume, images)
+    output = output or resume
+    if _leads(ranks):
         if output.absolute() != resume.absolute():
             check_model_output(output, overwrite=overwrite)
         remove_leftovers(output)
-    else:
-        if output is None:
-            raise InputError("-o/--output is missing: the model file to write (or --resume "
-                             "MODEL to go on training one)")  # fmt: skip
-        if not images:
-            raise InputError("no images given: the good images to train on (files, folders or -)")
-        check_model_output(output, overwrite=overwrite)
-        inputs = training_inputs(images, {name: given.get(name) for name in CROP_OPTIONS})
-        model_config = ModelConfig(
-            kind=model, patch_size=inputs.crop.patch_size, channels=inputs.preprocess.channels,
-            latent=latent, window=window, blend=blend, smooth=smooth,
-            residual_scale=residual_scale, settings=settings_for(model, _kind_options(given)),
-        )  # fmt: skip
-        train_config = TrainConfig(
-            num_patches=inputs.crop.num_patches, augment=inputs.crop.augment, epochs=epochs,
-            batch_size=batch_size, lr=lr, lr_schedule=lr_schedule, weight_decay=weight_decay,
-            val_split=val_split, patience=patience, max_minutes=max_minutes, seed=seed,
-        )  # fmt: skip
-    with GracefulStop() as stop:
-        shown = _TrainProgress().callbacks() if show_progress(quiet) else Progress()
-        model_file, result = train_model(
-            inputs, model_config=model_config, train_config=train_config,
-            device=select_device(device), output=output, resume=stored,
+    return _Plan(inputs=inputs, model=stored.model, schedule=schedule, output=output,
+                 resume=stored)  # fmt: skip
+
+
+def _train(
+    plan: _Plan,
+    device: Any,
+    ranks: distributed.Ranks | None,
+    features: Path | None,
+    progress: Progress,
+) -> tuple[ModelFile, TrainResult | None]:
+    """``train_model`` as the plan says; under torchrun, in the process group, which rank 0
+    announces with the effective batch and learning rate."""
+    if ranks is not None:
+        distributed.start(ranks, device)
+    try:
+        if ranks is not None and ranks.leader:
+            typer.echo(distributed.announcement(ranks, plan.schedule), err=True)
+        return train_model(
+            plan.inputs, model_config=plan.model, train_config=plan.schedule, device=device,
+            output=plan.output, resume=plan.resume, ranks=ranks, progress=progress,
             features=load_feature_weights(features) if features else None,
-            progress=replace(shown, stop_requested=stop.requested,
-                             checkpoint_minutes=checkpoint_minutes),
         )  # fmt: skip
-    if not model_file.finished:
-        typer.echo(f"Interrupted: {output} holds the state ({model_file.progress()}); go on "
-                   f"with: aeinspect train --resume {output}", err=True)  # fmt: skip
-        raise typer.Exit(stop.exit_code)
-    summary = train_summary(output, model_file, inputs.image_count, result)
-    typer.echo(json.dumps(summary) if json_output else _train_lines(summary))
+    finally:
+        distributed.stop()
 
 
 # options that set no stored setting: they never contradict a resumed run

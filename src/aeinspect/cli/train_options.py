@@ -34,8 +34,11 @@ Kind = Annotated[
 
 # crop options: None unless given (the patch folder's own, or the default shown)
 Num = Annotated[
-    int | None, typer.Option(help=shown("Random training patches to cut.", CROP.num_patches))
-]
+    int | None,
+    typer.Option("--num", "--num-patches", help=shown(
+        "Random training patches to cut (--num-patches under torchrun, whose own options "
+        "--num would abbreviate).", CROP.num_patches)),
+]  # fmt: skip
 Size = Annotated[
     int | None, typer.Option(help=shown("Patch size P (multiple of 16, >= 32).", CROP.patch_size))
 ]

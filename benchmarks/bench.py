@@ -53,6 +53,7 @@ from aeinspect.ssim import C1, C2, gaussian_kernel
 from aeinspect.training import CPU_MICRO_BATCH, new_model, train_step
 from aeinspect.unet import focal_loss
 from aeinspect.windows import coverage, window_positions
+from scaling import gloo_processes, onnx_against_torch, print_scaling, shard_processes
 from unattended import large_image_segment, print_unattended, thread_scaling
 
 PATCH, LATENT, STRIDE = 128, 100, 30
@@ -512,6 +513,10 @@ def run(repeats: int) -> dict:
         results["segment_peak_mb"] = peak_memory_mb(
             "segment", str(model_path), str(images["1024x700"]), str(Path(folder) / "out")
         )
+        if DEVICE.type == "cpu":
+            results["onnx"] = onnx_against_torch(model_path, images["1024x700"], repeats,
+                                                 paired_timing)  # fmt: skip
+            results["shards"] = shard_processes(model_path)
         results["kinds"] = {
             kind: bench_kind(kind, Path(folder), images["1024x700"], repeats)
             for kind in SYNTHETIC_KINDS
@@ -521,6 +526,7 @@ def run(repeats: int) -> dict:
     if DEVICE.type == "cpu":
         results["large_image"] = large_image_segment()
         results["threads"] = thread_scaling()
+        results["gloo"] = gloo_processes()
     return results
 
 
@@ -569,6 +575,7 @@ def print_table(results: dict) -> None:
               f"{row['segment_ratio_to_matmul_bound']:>7.2f}x")  # fmt: skip
     if "large_image" in results:
         print_unattended(results)
+        print_scaling(results)
 
 
 def main() -> None:

@@ -116,3 +116,37 @@ def test_input_errors_name_the_problem(tmp_path: Path) -> None:
         (tmp_path / folder / "x.png").write_bytes(b"x")
     with pytest.raises(InputError, match="would write the same outputs"):
         find_images([str(tmp_path / "a" / "x.png"), str(tmp_path / "b" / "x.png")])
+
+
+def test_read_ahead_gives_every_image_in_order_and_its_error_in_turn(tmp_path: Path) -> None:
+    import threading
+
+    from aeinspect import images as images_module
+    from aeinspect.config import Preprocess
+    from aeinspect.errors import InputError
+    from aeinspect.images import ImageSource, read_ahead
+
+    paths = []
+    for index in range(4):
+        path = tmp_path / f"{index}.png"
+        cv2.imwrite(str(path), np.full((5, 6), index * 40, np.uint8))
+        paths.append(path)
+    paths[3].write_bytes(b"broken")
+    threads = []
+    original = images_module.read_image
+
+    def recorded(path, preprocess):
+        threads.append(threading.current_thread().name)
+        return original(path, preprocess)
+
+    images_module.read_image = recorded
+    try:
+        sources = [ImageSource(p, Path(p.stem)) for p in paths]
+        seen = []
+        with pytest.raises(InputError, match="3.png"):
+            for source, image in read_ahead(sources, Preprocess()):
+                seen.append((source.path.name, round(float(image.pixels.max()) * 255)))
+    finally:
+        images_module.read_image = original
+    assert seen == [("0.png", 0), ("1.png", 40), ("2.png", 80)]
+    assert all(name.startswith("aeinspect-read") for name in threads)

@@ -18,7 +18,7 @@ from sklearn.metrics import roc_auc_score
 from aeinspect.config import SegmentConfig
 from aeinspect.dataset import GOOD, TestImage, read_mask
 from aeinspect.decision import Decision
-from aeinspect.images import read_image
+from aeinspect.images import read_ahead
 from aeinspect.masks import as_mask, decide, open_mask
 from aeinspect.metrics import (
     KEY_COUNT,
@@ -73,9 +73,9 @@ def collect(
     segmentations with diameter ``opening``."""
     types: dict[str, TypeStats] = {}
     maps = []
-    preprocess = segmenter.model.preprocess
-    for item in items:
-        residual = segmenter.analyse(read_image(item.source.path, preprocess), config).residual
+    images = read_ahead([item.source for item in items], segmenter.model.preprocess)
+    for item, (_, image) in zip(items, images, strict=True):
+        residual = segmenter.analyse(image, config, reconstruction=False).residual
         truth = read_mask(item, residual.shape)
         keys = score_keys(residual)
         stats = types.setdefault(item.kind, TypeStats())

@@ -5,7 +5,8 @@ from __future__ import annotations
 import os
 import sys
 import warnings
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TextIO
@@ -244,6 +245,24 @@ def write_image(path: Path, image: np.ndarray) -> None:
     """Encode an (H, W) or (H, W, 3) uint8/uint16 array as PNG and write it atomically."""
     encoded = _encoded(image, path)
     write_atomic(path, lambda stream: stream.write(memoryview(encoded)))
+
+
+def read_ahead(
+    sources: Iterable[ImageSource], preprocess: Preprocess
+) -> Iterator[tuple[ImageSource, Image]]:
+    """Each source with its image, in order, the next image read and decoded on a background
+    thread while the caller works on this one (OpenCV and NumPy release the GIL while they
+    decode and convert). A read's error is raised when its turn comes."""
+    pending = iter(sources)
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="aeinspect-read") as pool:
+        source = next(pending, None)
+        future = None if source is None else pool.submit(read_image, source.path, preprocess)
+        while source is not None and future is not None:
+            following = next(pending, None)
+            ahead = None if following is None else pool.submit(read_image, following.path,
+                                                               preprocess)  # fmt: skip
+            yield source, future.result()
+            source, future = following, ahead
 
 
 def read_images(sources: Iterable[ImageSource], preprocess: Preprocess) -> list[Image]:

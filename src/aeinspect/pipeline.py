@@ -26,7 +26,7 @@ from aeinspect.decision import DEFAULT_OPENING, Decision
 from aeinspect.distributed import Ranks
 from aeinspect.errors import InputError, Note, TrainingError
 from aeinspect.evaluation import Curves, best_f1_threshold, collect, summarise
-from aeinspect.images import Image, ImageSource, find_images, read_image, read_images
+from aeinspect.images import Image, ImageSource, find_images, read_ahead, read_images
 from aeinspect.kinds import get_kind, kind_names
 from aeinspect.masks import decide
 from aeinspect.onnx_backend import OnnxModel, save_decision
@@ -376,8 +376,11 @@ def _segmented(
     reconstruction: bool,
     components: bool,
 ) -> Iterator[Segmentation]:
-    for source in sources:  # nothing of an image is held here once it is handed out
-        yield _segment_one(source, segmenter, config, decision, reconstruction, components)
+    preprocess = segmenter.model.preprocess
+    for source, image in read_ahead(sources, preprocess):  # the next image read meanwhile
+        yield _segment_one(source, image, segmenter, config, decision, reconstruction,
+                           components)  # fmt: skip
+        del image  # nothing of an image is held here once it is handed out
 
 
 # Above this many pixels, segment warns of the time and memory an image takes.
@@ -387,13 +390,13 @@ BYTES_PER_PIXEL = 20  # segment's peak memory per pixel of a large image (make b
 
 def _segment_one(
     source: ImageSource,
+    image: Image,
     segmenter: Segmenter,
     config: SegmentConfig,
     decision: Decision,
     reconstruction: bool,
     components: bool,
 ) -> Segmentation:
-    image = read_image(source.path, segmenter.model.preprocess)
     height, width = image.original_size
     if height * width > LARGE_IMAGE_PIXELS:
         gigabytes = BYTES_PER_PIXEL * height * width / 1e9

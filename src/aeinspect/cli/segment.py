@@ -56,8 +56,8 @@ def segment(
     if save is not None and output is None:
         raise InputError("--save needs -o/--output, the folder to write to")
     kinds = parse_save_option(save) if output is not None else ()
-    if output is not None:
-        check_output_folder(output, overwrite=overwrite)
+    if output is not None:  # shards of one list share their folder
+        check_output_folder(output, overwrite=overwrite or shard is not None)
     sources = find_images(images)
     if shard is not None:
         sources = Shard.parse(shard).select(sources)

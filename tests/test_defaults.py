@@ -35,7 +35,7 @@ RENAMED = {"num": "num_patches", "size": "patch_size", "model": "kind"}  # optio
 CLI_ONLY = {"device", "json_output", "quiet", "fail_on_defect", "output", "images", "dataset",
             "model_file", "resume", "features", "grid", "save", "shard", "version",
             "synthetic", "overwrite", "threads", "debug", "checkpoint_minutes", "backend",
-            "precision", "opset"}  # fmt: skip
+            "precision", "opset", "report"}  # fmt: skip
 
 
 def defaults_of(command: str, name: str) -> set:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import cv2
 import numpy as np
@@ -18,8 +19,8 @@ from sklearn.metrics import roc_auc_score
 from aeinspect.config import SegmentConfig
 from aeinspect.dataset import GOOD, TestImage, read_mask
 from aeinspect.decision import Decision
-from aeinspect.images import read_ahead
-from aeinspect.masks import as_mask, decide, open_mask
+from aeinspect.images import Image, read_ahead
+from aeinspect.masks import Mask, as_mask, decide, open_mask
 from aeinspect.metrics import (
     KEY_COUNT,
     auc,
@@ -32,7 +33,7 @@ from aeinspect.metrics import (
     roc_curve,
     score_keys,
 )
-from aeinspect.segmentation import Segmenter
+from aeinspect.segmentation import Analysis, Segmenter
 
 OVERLAP_FPRS = (0.01, 0.05, 0.1, 0.2, 0.3)
 AUPRO_LIMIT = 0.3
@@ -52,11 +53,39 @@ class TypeStats:
 
 @dataclass
 class Evidence:
-    """Everything ``evaluate`` collects; the metrics are computed from it."""
+    """Everything ``evaluate`` collects; the metrics are computed from it.
+
+    Attributes:
+        types: per image type, its pixel histograms, regions and image scores.
+        maps: every image's residual map (float16) and truth, for the paper's protocol.
+        opening: the opening of the paper's protocol.
+        images: per image, in order: its path, type, score and verdict (None without a
+            decision).
+    """
 
     types: dict[str, TypeStats]
     maps: list[tuple[np.ndarray, np.ndarray]]
     opening: int
+    images: list[dict[str, Any]] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class Observed:
+    """One test image as ``collect`` saw it, for whoever watches (a report, a progress bar).
+
+    Attributes:
+        item: the test image.
+        image: the image as read.
+        analysis: its analysis (with its reconstruction when ``collect`` was asked for it).
+        truth: (H, W) bool ground truth.
+        mask: the segmentation at the decision, or None without one.
+    """
+
+    item: TestImage
+    image: Image
+    analysis: Analysis
+    truth: np.ndarray
+    mask: Mask | None
 
 
 def collect(
@@ -66,29 +95,39 @@ def collect(
     decision: Decision | None,
     *,
     opening: int,
-    on_image: Callable[[TestImage], None] | None = None,
+    observe: Callable[[Observed], None] | None = None,
+    reconstruction: bool = False,
 ) -> Evidence:
     """Segment every test image and accumulate what the metrics need: the images' verdicts
     at ``decision`` (when given), and their maps for the paper's protocol, which opens its
-    segmentations with diameter ``opening``."""
-    types: dict[str, TypeStats] = {}
-    maps = []
+    segmentations with diameter ``opening``. ``observe`` sees each image as it goes (with its
+    reconstruction if ``reconstruction``)."""
+    evidence = Evidence(types={}, maps=[], opening=opening)
     images = read_ahead([item.source for item in items], segmenter.model.preprocess)
     for item, (_, image) in zip(items, images, strict=True):
-        residual = segmenter.analyse(image, config, reconstruction=False).residual
-        truth = read_mask(item, residual.shape)
-        keys = score_keys(residual)
-        stats = types.setdefault(item.kind, TypeStats())
-        stats.negatives += histogram(keys[~truth])
-        stats.positives += histogram(keys[truth])
-        stats.region_keys += _region_keys(keys, truth)
-        stats.image_scores.append(float(residual.max()))
-        if decision is not None:
-            stats.flagged.append(decide(residual, decision).defective)
-        maps.append((residual.astype(np.float16), truth))
-        if on_image is not None:
-            on_image(item)
-    return Evidence(types=types, maps=maps, opening=opening)
+        analysis = segmenter.analyse(image, config, reconstruction=reconstruction)
+        truth = read_mask(item, analysis.residual.shape)
+        mask = None if decision is None else decide(analysis.residual, decision)
+        _add(evidence, item, analysis.residual, truth, mask)
+        if observe is not None:
+            observe(Observed(item, image, analysis, truth, mask))
+    return evidence
+
+
+def _add(evidence: Evidence, item: TestImage, residual: np.ndarray, truth: np.ndarray,
+         mask: Mask | None) -> None:  # fmt: skip
+    keys = score_keys(residual)
+    stats = evidence.types.setdefault(item.kind, TypeStats())
+    stats.negatives += histogram(keys[~truth])
+    stats.positives += histogram(keys[truth])
+    stats.region_keys += _region_keys(keys, truth)
+    score = float(residual.max())
+    stats.image_scores.append(score)
+    if mask is not None:
+        stats.flagged.append(mask.defective)
+    evidence.maps.append((residual.astype(np.float16), truth))
+    evidence.images.append({"image": str(item.source.path), "type": item.kind, "score": score,
+                            "flagged": None if mask is None else mask.defective})  # fmt: skip
 
 
 def _region_keys(keys: np.ndarray, truth: np.ndarray) -> list[np.ndarray]:
@@ -188,6 +227,7 @@ def summarise(evidence: Evidence, decision: Decision | None) -> tuple[dict, Curv
             "defect_free_pixels": int(negatives.sum()),
             "regions": len(regions),
         },
+        "images": evidence.images,
     }
     return metrics, Curves(roc=roc, roc_paper=roc_paper, pro=pro, overlap=overlap)
 

@@ -25,7 +25,7 @@ from aeinspect.dataset import TestImage, find_test_set
 from aeinspect.decision import DEFAULT_OPENING, Decision
 from aeinspect.distributed import Ranks
 from aeinspect.errors import InputError, Note, TrainingError
-from aeinspect.evaluation import Curves, best_f1_threshold, collect, summarise
+from aeinspect.evaluation import Curves, Observed, best_f1_threshold, collect, summarise
 from aeinspect.images import Image, ImageSource, find_images, read_ahead, read_images
 from aeinspect.kinds import get_kind, kind_names
 from aeinspect.masks import decide
@@ -417,9 +417,11 @@ def evaluate_model(
     segmenter: Segmenter,
     config: SegmentConfig,
     *,
-    on_image: Callable[[TestImage], None] | None = None,
+    observe: Callable[[Observed], None] | None = None,
+    reconstruction: bool = False,
 ) -> tuple[dict[str, Any], Curves]:
-    """Metrics of SPEC §1 "Evaluation" of a model on an MVTec-AD-layout folder.
+    """Metrics of SPEC §1 "Evaluation" of a model on an MVTec-AD-layout folder; ``observe``
+    sees each image as it goes (``evaluation.collect``).
 
     The images are classified at the model's stored decision when it has one, and the
     paper's protocol opens its segmentations with that decision's opening (the default
@@ -429,7 +431,8 @@ def evaluate_model(
     model_file = segmenter.model
     decision = model_file.decision
     opening = DEFAULT_OPENING if decision is None else decision.opening
-    evidence = collect(items, segmenter, config, decision, opening=opening, on_image=on_image)
+    evidence = collect(items, segmenter, config, decision, opening=opening, observe=observe,
+                       reconstruction=reconstruction)  # fmt: skip
     metrics, curves = summarise(evidence, decision)
     header = {"format": METRICS_FORMAT, "dataset": str(root)}
     metrics["model"] = describe_model(model_file)

@@ -66,3 +66,36 @@ def plot_overlap(curves: Curves, path: Path, title: str) -> None:
     axes.legend(loc="lower right", fontsize=8)
     axes.grid(alpha=0.3)
     _save(figure, path)
+
+
+def plot_history(history: list[dict], path: Path) -> None:
+    """Training and validation loss per epoch (a log scale where the losses span a decade)."""
+    figure, axes = plt.subplots(figsize=(6, 3.6))
+    epochs = [record["epoch"] for record in history]
+    for key, label in (("train_loss", "training"), ("val_loss", "validation")):
+        axes.plot(epochs, [record[key] for record in history], marker=".", label=label)
+    losses = [record[key] for record in history for key in ("train_loss", "val_loss")]
+    if min(losses) > 0 and max(losses) / min(losses) > 10:
+        axes.set_yscale("log")
+    axes.set(xlabel="epoch", ylabel="loss", title="Training")
+    axes.xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True))
+    axes.legend(fontsize=8)
+    axes.grid(alpha=0.3)
+    _save(figure, path)
+
+
+def plot_colour_bar(top: float, threshold: float | None, path: Path) -> None:
+    """The residual colour scale of a report's thumbnails, 0 to ``top``, the threshold marked."""
+    from aeinspect.thumbnails import COLOUR_MAP
+
+    figure, axes = plt.subplots(figsize=(5.5, 0.55))
+    scale = matplotlib.colors.Normalize(vmin=0, vmax=top)
+    figure.colorbar(matplotlib.cm.ScalarMappable(norm=scale, cmap=COLOUR_MAP), cax=axes,
+                    orientation="horizontal")  # fmt: skip
+    label = "residual"
+    if threshold is not None:
+        axes.axvline(threshold, color="white", linewidth=2)
+        label += f" (white line: threshold {threshold:.4g})"
+    axes.set_xlabel(label, fontsize=8)
+    axes.tick_params(labelsize=7)
+    _save(figure, path)

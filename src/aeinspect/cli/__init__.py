@@ -5,7 +5,13 @@ lines with ``--json``); progress, notes and warnings go to standard error. A use
 is one ``Error: …`` line and exit code 2; a fault of aeinspect's own, exit code 3.
 """
 
-from aeinspect.cli import evaluate, export, segment, train  # noqa: F401  (they register the commands)
+from aeinspect.cli import (  # noqa: F401  (they register the commands)
+    evaluate,
+    export,
+    report,
+    segment,
+    train,
+)
 from aeinspect.cli._app import EXIT_DEFECT, EXIT_INTERNAL, EXIT_USAGE, app, main
 
 __all__ = ["EXIT_DEFECT", "EXIT_INTERNAL", "EXIT_USAGE", "app", "main"]

@@ -27,13 +27,16 @@ from aeinspect.cli.options import (
     Stride,
     WindowBatch,
 )
+from aeinspect.cli.tables import decision_table, metrics_table, on_terminal
 from aeinspect.config import SegmentConfig, TuneConfig
 from aeinspect.errors import InputError
+from aeinspect.evaluation import Observed
 from aeinspect.grid import parse_grid, run_grid
+from aeinspect.html_report import Entry
 from aeinspect.images import find_images
 from aeinspect.output_files import check_output_file, check_output_folder, write_bytes_atomic
 from aeinspect.pipeline import evaluate_model, tune_model_file
-from aeinspect.report import write_evaluation
+from aeinspect.report import evaluation_entry, write_evaluation
 from aeinspect.runtime import keep_freed_memory, select_device
 
 
@@ -55,19 +58,41 @@ def evaluate(
     json_output: Annotated[bool, typer.Option("--json", help="Print metrics.json.")] = False,
     quiet: Quiet = False,
 ) -> None:
-    """Measure a model on a labelled test set: pixel ROC, AU-PRO, overlap, image ROC."""
+    """Measure a model on a labelled test set: pixel ROC, AU-PRO, overlap, image ROC; with
+    -o, metrics.json, plots and index.html, a report with the images it missed and the
+    false alarms."""
     if output is not None:
         check_output_folder(output, overwrite=overwrite)
     segmenter = open_segmenter(model_file, backend, device, precision)
     config = SegmentConfig(stride=stride, batch_size=batch_size)
+    entries: list[Entry] = []
+
+    def observe(seen: Observed) -> None:
+        if output is not None:
+            entries.append(evaluation_entry(seen))
+        bar.update(1)
+
     with tqdm(unit="image", leave=False, disable=not show_progress(quiet)) as bar:
-        metrics, curves = evaluate_model(
-            dataset, segmenter, config, on_image=lambda _: bar.update(1)
-        )
+        metrics, curves = evaluate_model(dataset, segmenter, config, observe=observe,
+                                         reconstruction=output is not None)  # fmt: skip
     metrics["model"]["file"] = str(model_file)
     if output is not None:
-        write_evaluation(output, metrics, curves, title=f"{model_file.name} on {dataset.name}")
-    typer.echo(json.dumps(metrics, indent=2) if json_output else _metrics_lines(metrics))
+        page = write_evaluation(
+            output,
+            metrics,
+            curves,
+            f"{model_file.name} on {dataset.name}",
+            entries=entries,
+            history=getattr(segmenter.model, "history", []),
+        )
+        if not quiet:
+            typer.echo(f"Report: {page}", err=True)
+    if json_output:
+        typer.echo(json.dumps(metrics, indent=2))
+    elif on_terminal():
+        metrics_table(metrics)
+    else:
+        typer.echo(_metrics_lines(metrics))
 
 
 def _fmt(value: float | None) -> str:
@@ -144,6 +169,8 @@ def tune(
     record = {"model_file": str(model_file), **decision.record()}
     if json_output:
         typer.echo(json.dumps(record))
+    elif on_terminal():
+        decision_table(record)
     else:
         settings = ", ".join(f"{k} {v}" for k, v in record["details"].items())
         typer.echo(f"threshold {decision.threshold:.6f} ({decision.method} method; {settings})")

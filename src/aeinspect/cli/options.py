@@ -90,6 +90,11 @@ OverwriteFiles = Annotated[
     typer.Option("--overwrite", help="Write into an -o folder that holds files, replacing "
                  "those of the same names."),
 ]  # fmt: skip
+SegmentReport = Annotated[
+    bool,
+    typer.Option("--report", help="With -o: also index.html, every image's input, "
+                 "reconstruction, residual and segmentation as thumbnails, flagged first."),
+]  # fmt: skip
 JsonLines = Annotated[bool, typer.Option("--json", help="JSON lines on stdout.")]
 FailOnDefect = Annotated[
     bool, typer.Option("--fail-on-defect", help="Exit 1 when any image is defective.")

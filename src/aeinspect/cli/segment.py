@@ -6,6 +6,7 @@ import json
 import sys
 from collections.abc import Iterable
 from pathlib import Path
+from typing import Any
 
 import typer
 from tqdm import tqdm
@@ -21,13 +22,16 @@ from aeinspect.cli.options import (
     Stride,
     WindowBatch,
 )
+from aeinspect.cli.tables import SegmentTable, on_terminal
 from aeinspect.config import SegmentConfig, Shard
-from aeinspect.decision import resolve_decision
+from aeinspect.decision import Decision, resolve_decision
 from aeinspect.errors import InputError
+from aeinspect.html_report import Entry
 from aeinspect.images import check_readable, find_images
 from aeinspect.output_files import check_output_folder
 from aeinspect.outputs import parse_save_option, write_outputs
 from aeinspect.pipeline import segment_images
+from aeinspect.report import segment_entry, write_segment_report
 from aeinspect.segmentation import Segmentation
 
 
@@ -41,6 +45,7 @@ def segment(
     min_area: opt.MinAreaOverride = None,
     output: opt.OutputFolder = None,
     save: opt.Save = None,
+    report: opt.SegmentReport = False,
     overwrite: opt.OverwriteFiles = False,
     json_output: opt.JsonLines = False,
     fail_on_defect: opt.FailOnDefect = False,
@@ -53,8 +58,9 @@ def segment(
 ) -> None:
     """Segment defects in images with a trained model (a model file, or with --backend onnx
     its ONNX export)."""
-    if save is not None and output is None:
-        raise InputError("--save needs -o/--output, the folder to write to")
+    if (save is not None or report) and output is None:
+        raise InputError(f"{'--save' if save is not None else '--report'} needs -o/--output, "
+                         "the folder to write to")  # fmt: skip
     kinds = parse_save_option(save) if output is not None else ()
     if output is not None:  # shards of one list share their folder
         check_output_folder(output, overwrite=overwrite or shard is not None)
@@ -68,12 +74,18 @@ def segment(
     if output is not None:
         check_readable(sources)
     results = segment_images(sources, segmenter, config, decision,
-                             reconstruction="recon" in kinds,
+                             reconstruction="recon" in kinds or report,
                              components="components" in kinds)  # fmt: skip
-    show = show_progress(quiet)
+    lines = _Lines(json_output, decision, str(model_file))
+    entries: list[Entry] = []
     with GracefulStop() as stop, tqdm(total=len(sources), unit="image", leave=False,
-                                      disable=not show) as bar:  # fmt: skip
-        done, any_defect = _report(results, output, kinds, json_output, bar, stop)
+                                      disable=not show_progress(quiet)) as bar:  # fmt: skip
+        done, any_defect = _report(results, output, kinds, lines, bar, stop,
+                                   entries if report else None)  # fmt: skip
+    if report and output is not None:
+        page = write_segment_report(output, entries, decision, segmenter.model, model_file.name)
+        if not quiet:
+            typer.echo(f"Report: {page}", err=True)
     if stop.requested():
         typer.echo(f"Interrupted after {done} of {len(sources)} images; every file written is "
                    "complete", err=True)  # fmt: skip
@@ -82,27 +94,51 @@ def segment(
         raise typer.Exit(EXIT_DEFECT)
 
 
-def _report(
-    results: Iterable[Segmentation],
-    output: Path | None,
-    kinds: tuple[str, ...],
-    json_output: bool,
-    bar: tqdm,
-    stop: GracefulStop,
-) -> tuple[int, bool]:
-    """Write each result's files and print its line, until the results end or a stop is
-    requested; the number of images done and whether any was defective."""
-    done, any_defect = 0, False
-    if not json_output:
-        typer.echo(f"{'image':<40} {'result':<8} {'defect_px':>9} {'regions':>7} {'max_res':>8}")
-    for result in results:
-        written = write_outputs(result, output, kinds) if output is not None else []
-        any_defect |= result.mask.defective
-        line = _json_line(result, written) if json_output else _table_row(result)
+class _Lines:
+    """How each image's result is shown on stdout: a JSON line, a row of a rich table on a
+    terminal, or the plain columns when piped."""
+
+    def __init__(self, json_output: bool, decision: Decision, source: str) -> None:
+        self.json_output = json_output
+        self.table = None
+        if not json_output and on_terminal():
+            self.table = SegmentTable(decision, source)
+        elif not json_output:
+            typer.echo(f"{'image':<40} {'result':<8} {'defect_px':>9} {'regions':>7} "
+                       f"{'max_res':>8}")  # fmt: skip
+
+    def show(self, record: dict[str, Any], bar: tqdm) -> None:
+        if self.table is not None:
+            bar.clear()
+            self.table.row(record)
+            bar.refresh()
+            return
+        line = json.dumps(record) if self.json_output else _table_row(record)
         if bar.disable:
             typer.echo(line)
         else:  # clears the bar, writes the line, redraws the bar
             bar.write(line, file=sys.stdout)
+
+
+def _report(
+    results: Iterable[Segmentation],
+    output: Path | None,
+    kinds: tuple[str, ...],
+    lines: _Lines,
+    bar: tqdm,
+    stop: GracefulStop,
+    entries: list[Entry] | None,
+) -> tuple[int, bool]:
+    """Write each result's files, show its line and keep its report entry, until the results
+    end or a stop is requested; the number of images done and whether any was defective."""
+    done, any_defect = 0, False
+    for result in results:
+        written = write_outputs(result, output, kinds) if output is not None else []
+        any_defect |= result.mask.defective
+        record = _record(result, written)
+        lines.show(record, bar)
+        if entries is not None:
+            entries.append(segment_entry(result, record))
         bar.update(1)
         done += 1
         del result  # the next image is read before the loop would drop it
@@ -111,8 +147,9 @@ def _report(
     return done, any_defect
 
 
-def _json_line(result: Segmentation, written: list[Path]) -> str:
-    record = {
+def _record(result: Segmentation, written: list[Path]) -> dict[str, Any]:
+    """An image's JSON line."""
+    return {
         "image": str(result.source.path),
         "defective": result.mask.defective,
         "defect_pixels": result.mask.defect_pixels,
@@ -121,12 +158,11 @@ def _json_line(result: Segmentation, written: list[Path]) -> str:
         "threshold": result.decision.threshold,
         "outputs": [str(p) for p in written],
     }
-    return json.dumps(record)
 
 
-def _table_row(result: Segmentation) -> str:
-    verdict = "DEFECT" if result.mask.defective else "ok"
+def _table_row(record: dict[str, Any]) -> str:
+    verdict = "DEFECT" if record["defective"] else "ok"
     return (
-        f"{str(result.source.path):<40} {verdict:<8} {result.mask.defect_pixels:>9} "
-        f"{result.mask.regions:>7} {float(result.analysis.residual.max()):>8.4f}"
+        f"{record['image']:<40} {verdict:<8} {record['defect_pixels']:>9} "
+        f"{record['regions']:>7} {record['max_residual']:>8.4f}"
     )

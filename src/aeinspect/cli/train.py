@@ -40,6 +40,7 @@ from aeinspect.runtime import keep_freed_memory, select_device
 from aeinspect.synthetic import DefectConfig, parse_defects
 from aeinspect.training import CHECKPOINT_MINUTES, EpochRecord, TrainResult
 from aeinspect.training_data import CROP_OPTIONS, TrainingInputs, training_inputs
+from aeinspect.training_report import write_training_report
 
 
 @command
@@ -139,6 +140,7 @@ def train(
     resume: opt.Resume = None,
     overwrite: opt.OverwriteModel = False,
     checkpoint_minutes: opt.CheckpointMinutes = CHECKPOINT_MINUTES,
+    report: opt.TrainReport = None,
     json_output: Json = False,
     quiet: Quiet = False,
 ) -> None:
@@ -156,6 +158,8 @@ def train(
     else:
         plan = _new_run(ctx.params, given, ranks)
     chosen = select_device(device) if ranks is None else distributed.device_for(device, ranks)
+    if report is not None and _leads(ranks):
+        check_output_folder(report, overwrite=overwrite)
     with GracefulStop() as stop:
         shown = _TrainProgress().callbacks() if _leads(ranks) and show_progress(quiet) else None
         progress = replace(shown or Progress(), stop_requested=stop.requested,
@@ -167,6 +171,11 @@ def train(
                        f"go on with: aeinspect train --resume {plan.output}", err=True)  # fmt: skip
         raise typer.Exit(stop.exit_code)
     if _leads(ranks):
+        if report is not None:
+            page = write_training_report(model_file, report, name=plan.output.name,
+                                         device=chosen)  # fmt: skip
+            if not quiet:
+                typer.echo(f"Report: {page}", err=True)
         summary = train_summary(plan.output, model_file, plan.inputs.image_count, result)
         typer.echo(json.dumps(summary) if json_output else _train_lines(summary))
 
@@ -261,7 +270,7 @@ def _train(
 
 
 # options that set no stored setting: they never contradict a resumed run
-_RUN_OPTIONS = {"images", "output", "resume", "overwrite", "checkpoint_minutes", "device",
+_RUN_OPTIONS = {"images", "output", "resume", "overwrite", "checkpoint_minutes", "report", "device",
                 "json_output", "quiet", "threads", "debug", "features", "defects"}  # fmt: skip
 
 

@@ -150,3 +150,9 @@ CheckpointMinutes = Annotated[
     typer.Option(help="Within an epoch, write the model file at most this often (it is "
                  "written at every epoch's end too)."),
 ]  # fmt: skip
+TrainReport = Annotated[
+    Path | None,
+    typer.Option("--report", help="Folder for index.html about the model once trained: loss "
+                 "curves, training patches and synthetic defects, held-out reconstructions "
+                 "(as aeinspect report)."),
+]  # fmt: skip

@@ -16,10 +16,10 @@ echo "== 2. train an SSIM autoencoder on the good images (64x64 patches, 3 minut
 aeinspect train "$out/woven/train/good" -o "$out/model.pt" \
     --size 64 --num 4000 --batch-size 32 --lr 1e-3 --epochs 40 --max-minutes 3 --seed 0
 
-echo "== 3. segment the test images: a mask, residual map and overlay per image"
-aeinspect segment "$out/woven/test" -m "$out/model.pt" -o "$out/segmented"
+echo "== 3. segment the test images: a mask, residual map and overlay per image, and a page"
+aeinspect segment "$out/woven/test" -m "$out/model.pt" -o "$out/segmented" --report
 
-echo "== 4. evaluate against the ground truth"
+echo "== 4. evaluate against the ground truth (metrics, plots and a report page)"
 aeinspect evaluate "$out/woven" -m "$out/model.pt" -o "$out/report"
 
 echo "== 5. the untrained reference: a Gaussian blur (sigma 16) as the reconstruction"
@@ -29,3 +29,5 @@ aeinspect evaluate "$out/woven" -m "$out/blur.pt" -o "$out/report-blur"
 echo
 echo "Overlays (defects outlined in red): $out/segmented/<type>/<name>_overlay.png"
 echo "Metrics and ROC/PRO plots:         $out/report/ (the blur reference: $out/report-blur/)"
+echo "Every segmented image:             $out/segmented/index.html"
+echo "Report (open it in a browser):     $out/report/index.html"

@@ -10,6 +10,7 @@ import typer
 from tqdm import tqdm
 
 from aeinspect.checkpoint import load_model
+from aeinspect.cli import tables
 from aeinspect.cli._app import command, open_segmenter, show_progress
 from aeinspect.cli.options import (
     DEFAULT_BACKEND,
@@ -27,7 +28,6 @@ from aeinspect.cli.options import (
     Stride,
     WindowBatch,
 )
-from aeinspect.cli.tables import decision_table, metrics_table, on_terminal
 from aeinspect.config import SegmentConfig, TuneConfig
 from aeinspect.errors import InputError
 from aeinspect.evaluation import Observed
@@ -89,8 +89,8 @@ def evaluate(
             typer.echo(f"Report: {page}", err=True)
     if json_output:
         typer.echo(json.dumps(metrics, indent=2))
-    elif on_terminal():
-        metrics_table(metrics)
+    elif tables.on_terminal():
+        tables.metrics_table(metrics)
     else:
         typer.echo(_metrics_lines(metrics))
 
@@ -169,8 +169,8 @@ def tune(
     record = {"model_file": str(model_file), **decision.record()}
     if json_output:
         typer.echo(json.dumps(record))
-    elif on_terminal():
-        decision_table(record)
+    elif tables.on_terminal():
+        tables.decision_table(record)
     else:
         settings = ", ".join(f"{k} {v}" for k, v in record["details"].items())
         typer.echo(f"threshold {decision.threshold:.6f} ({decision.method} method; {settings})")

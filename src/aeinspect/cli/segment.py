@@ -12,6 +12,7 @@ import typer
 from tqdm import tqdm
 
 from aeinspect.cli import options as opt
+from aeinspect.cli import tables
 from aeinspect.cli._app import EXIT_DEFECT, GracefulStop, command, open_segmenter, show_progress
 from aeinspect.cli.options import (
     SEGMENT,
@@ -22,7 +23,6 @@ from aeinspect.cli.options import (
     Stride,
     WindowBatch,
 )
-from aeinspect.cli.tables import SegmentTable, on_terminal
 from aeinspect.config import SegmentConfig, Shard
 from aeinspect.decision import Decision, resolve_decision
 from aeinspect.errors import InputError
@@ -101,8 +101,8 @@ class _Lines:
     def __init__(self, json_output: bool, decision: Decision, source: str) -> None:
         self.json_output = json_output
         self.table = None
-        if not json_output and on_terminal():
-            self.table = SegmentTable(decision, source)
+        if not json_output and tables.on_terminal():
+            self.table = tables.SegmentTable(decision, source)
         elif not json_output:
             typer.echo(f"{'image':<40} {'result':<8} {'defect_px':>9} {'regions':>7} "
                        f"{'max_res':>8}")  # fmt: skip

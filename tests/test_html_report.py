@@ -27,13 +27,12 @@ def run(*args: object):
 
 
 class Page(HTMLParser):
-    """A page's tags checked for nesting, its pictures, texts and gallery rows."""
+    """A page's tags checked for nesting, its pictures and its rows' image names."""
 
     def __init__(self, text: str) -> None:
         super().__init__()
         self.open: list[str] = []
         self.images: list[str] = []
-        self.texts: list[str] = []
         self.names: list[str] = []  # the image names of the rows, in order
         self._in_name = False
         self.feed(text)
@@ -52,7 +51,6 @@ class Page(HTMLParser):
         self.open.pop()
 
     def handle_data(self, data: str) -> None:
-        self.texts.append(data)
         if self._in_name:
             self.names.append(data)
             self._in_name = False

@@ -257,7 +257,8 @@ def fit(
             return run.snapshot(history)
         record = _epoch(run, train_patches, val_patches, history)
         if record is None:  # a stop was requested within the epoch
-            return _checkpoint(run, history)
+            _checkpoint(run, history)
+            return run.snapshot(history)
         history.append(record)
         if hooks.on_epoch is not None:
             hooks.on_epoch(record)
@@ -351,12 +352,12 @@ def _stop_reason(run: _Run, out_of_time: bool) -> str | None:
     return None
 
 
-def _checkpoint(run: _Run, history: list[EpochRecord]) -> TrainResult:
-    result = run.snapshot(history)
+def _checkpoint(run: _Run, history: list[EpochRecord]) -> None:
+    """Hand a snapshot to the checkpoint hook; without one (a library call, a process other
+    than rank 0) no snapshot is taken."""
     if run.hooks.on_checkpoint is not None:
-        run.hooks.on_checkpoint(result)
+        run.hooks.on_checkpoint(run.snapshot(history))
     run.last_checkpoint = time.monotonic()
-    return result
 
 
 STEP_DECAY = 0.2  # the "step" schedule's factor

@@ -14,6 +14,7 @@ import torch
 
 from aeinspect.checkpoint import ModelFile
 from aeinspect.config import SegmentConfig
+from aeinspect.errors import AeinspectError
 from aeinspect.html_report import Entry, Gallery, Page, flattened, write_page
 from aeinspect.images import find_images, read_image, to_uint8
 from aeinspect.kinds import get_kind
@@ -70,7 +71,7 @@ def sample_of_patches(model_file: ModelFile) -> np.ndarray | None:
             return pixels[rng.choice(len(pixels), min(SAMPLE_PATCHES, len(pixels)), replace=False)]
         sources = find_images(model_file.source_images[:SAMPLE_SOURCES])
         images = [read_image(source.path, model_file.preprocess).pixels for source in sources]
-    except Exception:  # moved or deleted since: the report goes on without the sample
+    except (AeinspectError, OSError):  # moved or deleted since: no sample, the rest stays
         return None
     return sample_patches(images, num=SAMPLE_PATCHES, size=size, augment=settings.augment,
                           rng=rng)  # fmt: skip

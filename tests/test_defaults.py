@@ -26,7 +26,7 @@ from aeinspect.kinds import get_kind, kind_names
 KIND_SETTINGS = [get_kind(name).settings_type for name in kind_names()]
 SETTINGS = {  # where each command's options come from
     "crop": [CropConfig, Preprocess],
-    "train": [CropConfig, Preprocess, ModelConfig, TrainConfig, *KIND_SETTINGS],
+    "train": [CropConfig, Preprocess, ModelConfig, TrainConfig, TuneConfig, *KIND_SETTINGS],
     "segment": [SegmentConfig, Decision],
     "evaluate": [SegmentConfig],
     "tune": [TuneConfig, SegmentConfig],

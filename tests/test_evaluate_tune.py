@@ -232,3 +232,41 @@ def test_tune_grid_trains_and_evaluates_each_setting(
               "depth=3", "--dataset", str(mvtec_folder), "-o", str(out))  # fmt: skip
     assert bad.exit_code == 2
     assert error_line(bad).startswith("Error: --grid takes NAME=V1,V2,")
+
+
+def test_tune_bound_lies_at_or_above_the_area_rule_and_says_so(
+    model_copy: Path, mvtec_folder: Path
+) -> None:
+    good = mvtec_folder / "train" / "good"
+    area = run("tune", str(good), "-m", str(model_copy), "--method", "area", "--json")
+    assert area.exit_code == 0, area.output
+    bound = run("tune", str(good), "-m", str(model_copy), "--method", "bound", "--image-fpr",
+                "0.01", "--json")  # fmt: skip
+    assert bound.exit_code == 0, bound.output
+    decision = load_model(model_copy).decision
+    assert decision.method == "bound" and decision.basis["image_fpr"] == 0.01
+    assert decision.basis["area_threshold"] == json.loads(area.stdout)["value"]
+    assert (
+        decision.threshold == json.loads(bound.stdout)["value"] >= decision.basis["area_threshold"]
+    )
+
+
+def test_tune_bound_needs_three_good_images(model_copy: Path, mvtec_folder: Path) -> None:
+    two = sorted((mvtec_folder / "train" / "good").iterdir())[:2]
+    result = run("tune", *map(str, two), "-m", str(model_copy), "--method", "bound")
+    assert result.exit_code == 2
+    assert "needs at least 3 good images, got 2" in error_line(result)
+
+
+def test_train_chooses_the_bound_on_three_or_more_held_out_images(
+    good_folder: Path, tmp_path: Path
+) -> None:
+    model = tmp_path / "m.pt"
+    result = run("train", str(good_folder), "-o", str(model), "--size", "32", "--num", "32",
+                 "--epochs", "1", "--val-split", "0.5", "--image-fpr", "0.02",
+                 "--device", "cpu")  # fmt: skip
+    assert result.exit_code == 0, result.output
+    decision = load_model(model).decision
+    assert decision.method == "bound" and decision.basis["images"] == 3
+    assert decision.basis["image_fpr"] == 0.02
+    assert "bound method on 3 held-out good images: about 2 % of new good images" in result.stdout

@@ -243,7 +243,7 @@ class SegmentConfig:
             raise InputError(f"--batch-size must be at least 1, got {self.batch_size}")
 
 
-TUNE_METHODS = ("area", "fpr", "f1")
+TUNE_METHODS = ("area", "bound", "fpr", "f1")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -251,29 +251,39 @@ class TuneConfig:
     """How ``tune`` chooses the threshold (SPEC §1 "Thresholds").
 
     Attributes:
-        method: "area" (no region of ``min_area`` pixels on the good images), "fpr" (at most
-            a fraction ``fpr`` of their pixels marked) or "f1" (best pixel F1 on a labelled
-            set; supervised).
+        method: "area" (no region of ``min_area`` pixels on the good images), "bound" (the
+            area rule's t for a new good image, bounded so that about ``image_fpr`` of them
+            are flagged), "fpr" (at most a fraction ``fpr`` of their pixels marked) or "f1"
+            (best pixel F1 on a labelled set; supervised).
         min_area: the region size the area rule must not reach, ≥ 1; kept as the minimum
             region area of the decision it makes.
         fpr: the fpr rule's largest marked fraction of good pixels, in [0, 1).
+        image_fpr: the bound rule's expected fraction of new good images flagged, in
+            (0, 0.5).
         opening: diameter D of the circular opening the rules apply (0 = none).
     """
 
     method: str = "area"
     min_area: int = 25
     fpr: float = 0.01
+    image_fpr: float = 0.05
     opening: int = DEFAULT_OPENING
 
     def __post_init__(self) -> None:
         checks = [
             (self.method in TUNE_METHODS,
-             f"--method must be area, fpr or f1, got {self.method!r}"),
+             f"--method must be {', '.join(TUNE_METHODS)}, got {self.method!r}"),
             (self.min_area >= 1, f"--min-area must be at least 1, got {self.min_area}"),
             (0 <= self.fpr < 1, f"--fpr must be in [0, 1), got {self.fpr}"),
+            (0 < self.image_fpr < 0.5,
+             f"--image-fpr must be in (0, 0.5), got {self.image_fpr}"),
             (self.opening >= 0, f"--opening must be >= 0, got {self.opening}"),
         ]  # fmt: skip
         _raise_first(checks)
+
+
+# The rule of the decision ``train`` chooses on its held-out good images.
+FIRST_DECISION = TuneConfig(method="bound")
 
 
 @dataclass(frozen=True)

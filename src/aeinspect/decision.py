@@ -13,7 +13,7 @@ from typing import Any
 from aeinspect.errors import InputError
 
 DEFAULT_OPENING = 4  # D of SPEC §1 step 6
-METHODS = ("area", "fpr", "f1", "manual")
+METHODS = ("area", "bound", "fpr", "f1", "manual")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -24,9 +24,10 @@ class Decision:
         threshold: t; a pixel is a defect candidate where R > t.
         opening: diameter D of the circular opening (0 = none).
         min_area: 8-connected regions smaller than this many pixels are dropped (0 = keep all).
-        method: how t was chosen: "area", "fpr", "f1" (from a labelled set) or "manual".
+        method: how t was chosen: "area", "bound", "fpr", "f1" (from a labelled set) or
+            "manual".
         basis: plain values the choice rested on (images, stride, supervised, the rule's
-            parameter: fpr or the F1 reached).
+            parameter: fpr, image_fpr and the area rule's t, or the F1 reached).
     """
 
     threshold: float

@@ -14,6 +14,7 @@ import torch
 
 from aeinspect.checkpoint import ModelFile, save_model
 from aeinspect.config import (
+    FIRST_DECISION,
     CropConfig,
     ModelConfig,
     Preprocess,
@@ -36,7 +37,13 @@ from aeinspect.report import METRICS_FORMAT, describe_model
 from aeinspect.runtime import library_versions
 from aeinspect.segmentation import Segmentation, Segmenter
 from aeinspect.synthetic import DefectConfig, corrupt_batch
-from aeinspect.thresholds import threshold_by_area, threshold_by_fpr
+from aeinspect.thresholds import (
+    MIN_BOUND_IMAGES,
+    prediction_bound,
+    quiet_thresholds,
+    threshold_by_area,
+    threshold_by_fpr,
+)
 from aeinspect.training import CHECKPOINT_MINUTES, EpochRecord, Hooks, TrainResult, fit, new_model
 from aeinspect.training_data import TrainingData, TrainingInputs, split_images, training_data
 
@@ -112,6 +119,7 @@ def train_model(
     output: Path | None = None,
     resume: ModelFile | None = None,
     features: dict[str, torch.Tensor] | None = None,
+    first_decision: TuneConfig = FIRST_DECISION,
     progress: Progress = Progress(),
     ranks: Ranks | None = None,
 ) -> tuple[ModelFile, TrainResult | None]:
@@ -124,7 +132,9 @@ def train_model(
     earlier run goes on from its training state with its model and preprocessing settings
     (``resume.resumed_schedule`` gives its schedule). A patch folder must have been cut with
     the model's patch size and preprocessing. ``features``: pretrained feature weights for
-    a kind that takes them (``load_feature_weights``), stored with the other weights. Under
+    a kind that takes them (``load_feature_weights``), stored with the other weights.
+    ``first_decision``: the rule of the decision chosen on the held-out images (``bound``
+    falls back to ``area`` below ``MIN_BOUND_IMAGES`` of them). Under
     torchrun (``ranks``), every process trains its share; rank 0 alone writes the file and
     chooses the decision, and the other processes return their (equal) state.
 
@@ -140,7 +150,7 @@ def train_model(
     leader = ranks is None or ranks.leader
     output = output if leader else None
     if not get_kind(model_config.kind).trainable:
-        return _untrained_model(inputs, model_config, train_config, device, output)
+        return _untrained_model(inputs, model_config, train_config, device, output, first_decision)
     _check_features(model_config.kind, features, resume)
     data = training_data(inputs, model_config.patch_size, train_config)
     model = new_model(model_config, train_config.seed, features=features)
@@ -157,7 +167,7 @@ def train_model(
         raise TrainingError(f"{error}; {files.what_is_kept()}") from None
     model_file = files.of(result)
     if result.state.finished and leader:
-        model_file = _with_first_decision(model_file, data.val_images, device)
+        model_file = _with_first_decision(model_file, data.val_images, device, first_decision)
     if output is not None:
         save_model(output, model_file)
     return model_file, result
@@ -230,6 +240,7 @@ def train_summary(
         "train_seconds": sum(r["seconds"] for r in history),
         "threshold": None if decision is None else decision.threshold,
         "threshold_method": None if decision is None else decision.method,
+        "threshold_basis": None if decision is None else decision.basis,
     }
 
 
@@ -239,6 +250,7 @@ def _untrained_model(
     train_config: TrainConfig,
     device: torch.device,
     output: Path | None,
+    first_decision: TuneConfig,
 ) -> tuple[ModelFile, None]:
     """A kind that learns nothing (the ``blur`` reference): its settings are stored and a
     decision is chosen on the held-out images exactly as for a trained model."""
@@ -253,20 +265,24 @@ def _untrained_model(
         state_dict={},
         validation_images=[str(inputs.sources[i].path.absolute()) for i in val_idx],
     )
-    model_file = _with_first_decision(model_file, [images[i] for i in val_idx], device)
+    model_file = _with_first_decision(
+        model_file, [images[i] for i in val_idx], device, first_decision
+    )
     if output is not None:
         save_model(output, model_file)
     return model_file, None
 
 
 def _with_first_decision(
-    model_file: ModelFile, val_images: Sequence[Image], device: torch.device
+    model_file: ModelFile, val_images: Sequence[Image], device: torch.device, tune: TuneConfig
 ) -> ModelFile:
-    """The model file with the default tuning rule's decision on the held-out good images
-    (unchanged when there are none)."""
+    """The model file with the decision of ``tune`` on the held-out good images (``area``
+    for a ``bound`` that has too few of them; unchanged when there are none)."""
     if not val_images:
         return model_file
-    decision = tune_on_good_images(Segmenter(model_file, device), val_images, TuneConfig())
+    if tune.method == "bound" and len(val_images) < MIN_BOUND_IMAGES:
+        tune = replace(tune, method="area")
+    decision = tune_on_good_images(Segmenter(model_file, device), val_images, tune)
     return replace(model_file, decision=decision)
 
 
@@ -292,7 +308,7 @@ def tune_on_good_images(
     tune: TuneConfig,
     config: SegmentConfig | None = None,
 ) -> Decision:
-    """A decision from defect-free images by the ``area`` or ``fpr`` rule (SPEC §1)."""
+    """A decision from defect-free images by the ``area``, ``bound`` or ``fpr`` rule."""
     config = config or SegmentConfig()
     residuals = [segmenter.analyse(image, config).residual for image in images]
     basis = {"images": len(images), "stride": config.stride, "supervised": False}
@@ -300,6 +316,15 @@ def tune_on_good_images(
         value = threshold_by_area(residuals, min_area=tune.min_area, opening=tune.opening)
         return Decision(threshold=value, opening=tune.opening, min_area=tune.min_area,
                         method="area", basis=basis)  # fmt: skip
+    if tune.method == "bound":
+        if len(residuals) < MIN_BOUND_IMAGES:
+            raise InputError(f"--method bound needs at least {MIN_BOUND_IMAGES} good images, "
+                             f"got {len(residuals)}; give more, or use --method area")  # fmt: skip
+        quiet = quiet_thresholds(residuals, min_area=tune.min_area, opening=tune.opening)
+        value = prediction_bound(quiet, image_fpr=tune.image_fpr)
+        return Decision(threshold=value, opening=tune.opening, min_area=tune.min_area,
+                        method="bound", basis={**basis, "image_fpr": tune.image_fpr,
+                                               "area_threshold": float(quiet.max())})  # fmt: skip
     if tune.method == "fpr":
         value = threshold_by_fpr(residuals, fpr=tune.fpr, opening=tune.opening)
         return Decision(threshold=value, opening=tune.opening, method="fpr",

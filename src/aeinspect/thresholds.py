@@ -7,6 +7,7 @@ binary search over the maps' own values finds the exact smallest such t among th
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Sequence
 
 import numpy as np
@@ -66,3 +67,43 @@ def threshold_by_fpr(residuals: Sequence[np.ndarray], *, fpr: float, opening: in
         return marked <= fpr * total
 
     return smallest_quiet_threshold(residuals, quiet)
+
+
+MIN_BOUND_IMAGES = 3  # a prediction bound needs a spread, and the spread two values
+
+
+def quiet_thresholds(residuals: Sequence[np.ndarray], *, min_area: int, opening: int) -> np.ndarray:
+    """Each defect-free map's own area-rule threshold (``threshold_by_area`` of that map
+    alone): (n,) float64. The area rule's t over all the maps is their maximum."""
+    return np.array([threshold_by_area([r], min_area=min_area, opening=opening)
+                     for r in residuals])  # fmt: skip
+
+
+def prediction_bound(quiet: np.ndarray, *, image_fpr: float) -> float:
+    """An upper prediction bound on a *new* good image's own area-rule threshold, from the
+    thresholds ``quiet`` (``quiet_thresholds``) of n held-out good images, so that about a
+    fraction ``image_fpr`` of new good images is flagged; never below their largest (the
+    area rule's t, so that none of them is flagged).
+
+    The area rule's t is the largest of n images' own thresholds t_i, and a new good image
+    exceeds the largest of n others with probability 1/(n + 1): 20 % for 4 held-out images.
+    Here log t_i is taken as normal, and the bound is the Student-t prediction bound
+    exp(m + q·s·√(1 + 1/n)), m and s the mean and sample standard deviation of log t_i, q the
+    t distribution's (1 − image_fpr) quantile with n − 1 degrees of freedom: wider when
+    few images say little.
+
+    Raises:
+        ValueError: fewer than ``MIN_BOUND_IMAGES`` thresholds, or ``image_fpr`` not in
+            (0, 0.5).
+    """
+    count = len(quiet)
+    if count < MIN_BOUND_IMAGES:
+        raise ValueError(f"a bound needs at least {MIN_BOUND_IMAGES} good images, got {count}")
+    if not 0 < image_fpr < 0.5:
+        raise ValueError(f"image_fpr must be in (0, 0.5), got {image_fpr}")
+    from scipy.stats import t as student_t
+
+    logs = np.log(np.maximum(quiet, np.finfo(np.float32).tiny))
+    quantile = student_t.ppf(1 - image_fpr, count - 1)
+    bound = math.exp(logs.mean() + quantile * logs.std(ddof=1) * math.sqrt(1 + 1 / count))
+    return float(max(bound, quiet.max()))

@@ -131,13 +131,14 @@ def tune(
         "training images.")] = None,
     model_file: Annotated[Path, typer.Option(
         "--model-file", "-m", help="Model file to tune.")] = ...,  # type: ignore[assignment]
-    method: Annotated[str, typer.Option(help="area, fpr or f1 (f1 needs --dataset).")] = (
-        TUNE.method
-    ),
+    method: Annotated[str, typer.Option(
+        help="area, bound, fpr or f1 (f1 needs --dataset).")] = TUNE.method,
     min_area: Annotated[int, typer.Option(
         help="area: no region of this many pixels on good images.")] = TUNE.min_area,
     fpr: Annotated[float, typer.Option(
         help="fpr: largest marked fraction of good pixels.")] = TUNE.fpr,
+    image_fpr: Annotated[float, typer.Option(
+        help="bound: about this fraction of new good images flagged.")] = TUNE.image_fpr,
     dataset: Annotated[Path | None, typer.Option(
         help="Labelled MVTec-layout folder (f1 and --grid).")] = None,
     opening: Opening = TUNE.opening,
@@ -161,7 +162,8 @@ def tune(
         _tune_grid(images, model_file, grid, dataset, output, overwrite, device, config,
                    json_output)  # fmt: skip
         return
-    tune_config = TuneConfig(method=method, min_area=min_area, fpr=fpr, opening=opening)
+    tune_config = TuneConfig(method=method, min_area=min_area, fpr=fpr, image_fpr=image_fpr,
+                             opening=opening)  # fmt: skip
     segmenter = open_segmenter(model_file, backend, device, precision)
     check_output_file(model_file, overwrite=True, flag="-m")  # it is rewritten at the end
     decision = tune_model_file(model_file, segmenter, good=images, dataset=dataset,

@@ -27,7 +27,14 @@ from aeinspect.cli.options import (
     Resize,
     Scale,
 )
-from aeinspect.config import CropConfig, ModelConfig, Preprocess, TrainConfig
+from aeinspect.config import (
+    FIRST_DECISION,
+    CropConfig,
+    ModelConfig,
+    Preprocess,
+    TrainConfig,
+    TuneConfig,
+)
 from aeinspect.errors import InputError
 from aeinspect.features import load_feature_weights
 from aeinspect.images import find_images
@@ -133,6 +140,7 @@ def train(
     lr_schedule: opt.LearningRateSchedule = TRAIN.lr_schedule,
     weight_decay: opt.WeightDecay = TRAIN.weight_decay,
     val_split: opt.ValSplit = TRAIN.val_split,
+    image_fpr: opt.FirstImageFpr = FIRST_DECISION.image_fpr,
     patience: opt.Patience = TRAIN.patience,
     max_minutes: opt.MaxMinutes = None,
     seed: opt.Seed = TRAIN.seed,
@@ -164,7 +172,8 @@ def train(
         shown = _TrainProgress().callbacks() if _leads(ranks) and show_progress(quiet) else None
         progress = replace(shown or Progress(), stop_requested=stop.requested,
                            checkpoint_minutes=checkpoint_minutes)  # fmt: skip
-        model_file, result = _train(plan, chosen, ranks, features, progress)
+        first = replace(FIRST_DECISION, image_fpr=image_fpr)
+        model_file, result = _train(plan, chosen, ranks, features, first, progress)
     if not model_file.finished:
         if _leads(ranks):
             typer.echo(f"Interrupted: {plan.output} holds the state ({model_file.progress()}); "
@@ -251,6 +260,7 @@ def _train(
     device: Any,
     ranks: distributed.Ranks | None,
     features: Path | None,
+    first_decision: TuneConfig,
     progress: Progress,
 ) -> tuple[ModelFile, TrainResult | None]:
     """``train_model`` as the plan says; under torchrun, in the process group, which rank 0
@@ -264,6 +274,7 @@ def _train(
             plan.inputs, model_config=plan.model, train_config=plan.schedule, device=device,
             output=plan.output, resume=plan.resume, ranks=ranks, progress=progress,
             features=load_feature_weights(features) if features else None,
+            first_decision=first_decision,
         )  # fmt: skip
     finally:
         distributed.stop()
@@ -271,7 +282,8 @@ def _train(
 
 # options that set no stored setting: they never contradict a resumed run
 _RUN_OPTIONS = {"images", "output", "resume", "overwrite", "checkpoint_minutes", "report", "device",
-                "json_output", "quiet", "threads", "debug", "features", "defects"}  # fmt: skip
+                "json_output", "quiet", "threads", "debug", "features", "defects",
+                "image_fpr"}  # fmt: skip
 
 
 def _options_given(ctx: typer.Context) -> dict[str, Any]:
@@ -332,7 +344,14 @@ def _train_lines(summary: dict[str, Any]) -> str:
         )
     if summary["threshold"] is None:
         return first + "\nthreshold: none (no validation images); pass --threshold to segment"
+    basis = summary["threshold_basis"]
+    bound = (
+        f": about {100 * basis['image_fpr']:g} % of new good images flagged; the area "
+        f"method's {basis['area_threshold']:.5f}"
+        if summary["threshold_method"] == "bound"
+        else ""
+    )
     return first + (
         f"\nthreshold: {summary['threshold']:.5f} ({summary['threshold_method']} method on "
-        f"{summary['validation_images']} held-out good images)"
+        f"{summary['validation_images']} held-out good images{bound})"
     )

@@ -128,6 +128,11 @@ LearningRateSchedule = Annotated[
 ]
 WeightDecay = Annotated[float, typer.Option(help="Adam weight decay.")]
 ValSplit = Annotated[float, typer.Option(help="Fraction of images held out.")]
+FirstImageFpr = Annotated[
+    float,
+    typer.Option(help="The threshold chosen on the held-out images (tune --method bound): "
+                 "about this fraction of new good images flagged."),
+]  # fmt: skip
 Patience = Annotated[int, typer.Option(help="Stop after N epochs without gain (0=never).")]
 MaxMinutes = Annotated[
     float | None, typer.Option(help=shown("Stop after this many minutes.", "no limit"))

@@ -39,20 +39,22 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from aeinspect.checkpoint import ModelFile, save_model
-from aeinspect.config import ModelConfig, Preprocess, SegmentConfig, TrainConfig
-from aeinspect.decision import Decision
-from aeinspect.images import ImageSource
-from aeinspect.kinds import TrainingBatch, get_kind
-from aeinspect.models import Autoencoder
-from aeinspect.outputs import DEFAULT_SAVE, write_outputs
-from aeinspect.pipeline import segment_images
+from aeinspect.data.images import Preprocess
+from aeinspect.data.sources import ImageSource
+from aeinspect.infer.outputs import DEFAULT_SAVE, write_outputs
+from aeinspect.infer.segment import segment_images
+from aeinspect.infer.segmenter import Segmenter
+from aeinspect.kinds.base import TrainingBatch, get_kind
+from aeinspect.kinds.config import ModelConfig
+from aeinspect.maps.decision import Decision
+from aeinspect.maps.windows import SegmentConfig, coverage, window_positions
+from aeinspect.model.file import ModelFile, save_model
+from aeinspect.model.schedule import TrainConfig
+from aeinspect.nets.autoencoder import Autoencoder
+from aeinspect.nets.ssim_loss import C1, C2, gaussian_kernel
+from aeinspect.nets.unet import focal_loss
 from aeinspect.runtime import keep_freed_memory
-from aeinspect.segmentation import Segmenter
-from aeinspect.ssim import C1, C2, gaussian_kernel
-from aeinspect.training import CPU_MICRO_BATCH, new_model, train_step
-from aeinspect.unet import focal_loss
-from aeinspect.windows import coverage, window_positions
+from aeinspect.train.step import CPU_MICRO_BATCH, new_model, train_step
 from scaling import gloo_processes, onnx_against_torch, print_scaling, shard_processes
 from unattended import large_image_segment, print_unattended, thread_scaling
 
@@ -172,7 +174,7 @@ def network_gflop(model: nn.Module, patch: int) -> float:
 def plain_network() -> nn.Module:
     """Table 1 built from stock torch layers only (the output layer a plain ConvTranspose2d,
     not aeinspect's faster inference form of it), NCHW, in eval mode."""
-    network = Autoencoder(ModelConfig(patch_size=PATCH, latent=LATENT)).eval()
+    network = Autoencoder(PATCH, latent=LATENT).eval()
     fast = network.decoder[-1]
     stock = nn.ConvTranspose2d(fast.in_channels, fast.out_channels, 4, stride=2, padding=1)
     stock.load_state_dict(fast.state_dict())
@@ -213,7 +215,7 @@ def baseline_segment(model: nn.Module, image: torch.Tensor) -> torch.Tensor:
 
 def segment_files(model_path: Path, image_path: Path, out: Path) -> None:
     """aeinspect's segment path end to end: read, segment, write mask/residual/overlay."""
-    from aeinspect.checkpoint import load_model
+    from aeinspect.model.file import load_model
 
     segmenter = Segmenter(load_model(model_path), DEVICE)
     source = ImageSource(image_path, Path(image_path.stem))

@@ -40,8 +40,8 @@ TESTS = Path(__file__).parents[1] / "tests"
 sys.path.insert(0, str(TESTS))
 
 import test_detection as detection  # noqa: E402
-from aeinspect.checkpoint import load_model  # noqa: E402
-from aeinspect.masks import decide  # noqa: E402
+from aeinspect.maps.masks import decide  # noqa: E402
+from aeinspect.model.file import load_model  # noqa: E402
 from conftest import stripes, with_blob  # noqa: E402
 
 VARIANTS = {

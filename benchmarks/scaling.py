@@ -21,15 +21,15 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from aeinspect.checkpoint import load_model
-from aeinspect.config import SegmentConfig
-from aeinspect.decision import Decision
-from aeinspect.images import ImageSource
-from aeinspect.onnx_backend import OnnxBackend, load_onnx_model
-from aeinspect.onnx_export import export_model
-from aeinspect.outputs import DEFAULT_SAVE, write_outputs
-from aeinspect.pipeline import segment_images
-from aeinspect.segmentation import Segmenter
+from aeinspect.data.sources import ImageSource
+from aeinspect.infer.export import export_model
+from aeinspect.infer.onnx_model import OnnxBackend, load_onnx_model
+from aeinspect.infer.outputs import DEFAULT_SAVE, write_outputs
+from aeinspect.infer.segment import segment_images
+from aeinspect.infer.segmenter import Segmenter
+from aeinspect.maps.decision import Decision
+from aeinspect.maps.windows import SegmentConfig
+from aeinspect.model.file import load_model
 
 
 def _segment_with(segmenter: Segmenter, image: Path, out: Path) -> Callable[[], None]:

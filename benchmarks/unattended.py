@@ -15,11 +15,13 @@ import cv2
 import numpy as np
 import torch
 
-from aeinspect.checkpoint import ModelFile, save_model
-from aeinspect.config import ModelConfig, Preprocess, TrainConfig
-from aeinspect.decision import Decision
-from aeinspect.kinds import TrainingBatch
-from aeinspect.training import CPU_MICRO_BATCH, new_model, train_step
+from aeinspect.data.images import Preprocess
+from aeinspect.kinds.base import TrainingBatch
+from aeinspect.kinds.config import ModelConfig
+from aeinspect.maps.decision import Decision
+from aeinspect.model.file import ModelFile, save_model
+from aeinspect.model.schedule import TrainConfig
+from aeinspect.train.step import CPU_MICRO_BATCH, new_model, train_step
 
 LARGE_SIDE = 8000
 

@@ -238,7 +238,7 @@ def test_images_of_other_channels_are_converted_with_one_note_each_kind(
 def test_an_internal_fault_is_exit_3_with_the_traceback_only_under_debug(
     tiny_model: Path, test_folder: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from aeinspect import pipeline
+    from aeinspect.infer import segment as pipeline
 
     def broken(*args, **kwargs):
         raise ZeroDivisionError("a bug of ours")

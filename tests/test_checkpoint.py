@@ -9,20 +9,22 @@ from pathlib import Path
 import pytest
 import torch
 
-from aeinspect.checkpoint import ModelFile, load_model, save_model
-from aeinspect.config import ModelConfig, Preprocess, TrainConfig
-from aeinspect.decision import Decision
+from aeinspect.data.images import Preprocess
 from aeinspect.errors import ModelFileError
 from aeinspect.kinds.blur import BlurSettings
+from aeinspect.kinds.config import ModelConfig
 from aeinspect.kinds.vae import VaeSettings
-from aeinspect.models import Autoencoder
-from aeinspect.training import new_model
+from aeinspect.maps.decision import Decision
+from aeinspect.model.file import ModelFile, load_model, save_model
+from aeinspect.model.schedule import TrainConfig
+from aeinspect.nets.autoencoder import Autoencoder
+from aeinspect.train.step import new_model
 from conftest import as_version_1
 
 
 def make_model_file() -> tuple[ModelFile, Autoencoder]:
     config = ModelConfig(patch_size=32, latent=8)
-    network = Autoencoder(config)
+    network = Autoencoder(config.patch_size, config.channels, config.latent)
     model_file = ModelFile(
         model=config,
         preprocess=Preprocess(scale=0.5),
@@ -46,7 +48,7 @@ def test_save_then_load_gives_identical_output(tmp_path: Path) -> None:
     assert loaded.decision == model_file.decision
     assert loaded.history == model_file.history
     assert loaded.versions["torch"] == torch.__version__
-    again = Autoencoder(loaded.model)
+    again = Autoencoder(loaded.model.patch_size, loaded.model.channels, loaded.model.latent)
     again.load_state_dict(loaded.state_dict)
     x = torch.rand(2, 1, 32, 32)
     network.eval(), again.eval()

@@ -14,8 +14,8 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
-from aeinspect.checkpoint import load_model
 from aeinspect.cli import app
+from aeinspect.model.file import load_model
 from conftest import error_line
 
 runner = CliRunner()

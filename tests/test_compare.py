@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 
-from aeinspect.features import ALEXNET_SHAPES
+from aeinspect.nets.alexnet import ALEXNET_SHAPES
 from conftest import in_process, load_example
 
 
@@ -62,7 +62,7 @@ def test_compare_asks_for_features_when_fm_is_included(mvtec_folder: Path) -> No
 
 
 def test_thin_curve_keeps_its_own_vertices_and_its_area() -> None:
-    from aeinspect.metrics import auc, histogram, roc_curve, score_keys, thin_curve
+    from aeinspect.evaluate.metrics import auc, histogram, roc_curve, score_keys, thin_curve
 
     rng = np.random.default_rng(0)
     positives = histogram(score_keys(rng.normal(1.0, 0.5, 20_000).astype(np.float32) ** 2))

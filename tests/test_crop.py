@@ -11,11 +11,11 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
-from aeinspect.checkpoint import load_model
 from aeinspect.cli import app
-from aeinspect.config import TrainConfig
-from aeinspect.patch_folder import load_patch_pixels, read_patch_folder
-from aeinspect.training_data import patch_training_data
+from aeinspect.data.patch_folder import load_patch_pixels, read_patch_folder
+from aeinspect.model.file import load_model
+from aeinspect.model.schedule import TrainConfig
+from aeinspect.train.inputs import patch_training_data
 from conftest import error_line
 
 runner = CliRunner()

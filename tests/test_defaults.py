@@ -12,16 +12,15 @@ import pytest
 from typer.main import get_command
 
 from aeinspect.cli import app
-from aeinspect.config import (
-    CropConfig,
-    ModelConfig,
-    Preprocess,
-    SegmentConfig,
-    TrainConfig,
-    TuneConfig,
-)
-from aeinspect.decision import Decision
-from aeinspect.kinds import get_kind, kind_names
+from aeinspect.data.images import Preprocess
+from aeinspect.data.patches import CropConfig
+from aeinspect.kinds.base import get_kind
+from aeinspect.kinds.config import ModelConfig
+from aeinspect.kinds.registry import kind_names
+from aeinspect.maps.decision import Decision
+from aeinspect.maps.thresholds import TuneConfig
+from aeinspect.maps.windows import SegmentConfig
+from aeinspect.model.schedule import TrainConfig
 
 KIND_SETTINGS = [get_kind(name).settings_type for name in kind_names()]
 SETTINGS = {  # where each command's options come from
@@ -70,9 +69,10 @@ def test_every_cli_default_is_the_settings_default(command: str, param) -> None:
 
 def test_the_core_imports_no_cli_and_masks_and_windows_import_no_torch() -> None:
     code = (
-        "import sys, aeinspect.masks, aeinspect.windows, aeinspect.decision; "
+        "import sys, aeinspect.maps.masks, aeinspect.maps.windows, aeinspect.maps.decision; "
         "assert 'torch' not in sys.modules, 'torch'; "
-        "import aeinspect.pipeline; assert 'typer' not in sys.modules, 'typer'"
+        "import aeinspect.train.run, aeinspect.evaluate.run; "
+        "assert 'typer' not in sys.modules, 'typer'"
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert done.returncode == 0, done.stderr

@@ -14,13 +14,16 @@ import pytest
 import torch
 import torch.multiprocessing as mp
 
-from aeinspect import distributed
-from aeinspect.checkpoint import load_model
-from aeinspect.config import CropConfig, ModelConfig, Preprocess, TrainConfig
-from aeinspect.images import find_images
+from aeinspect.data.images import Preprocess
+from aeinspect.data.patches import CropConfig
+from aeinspect.data.sources import find_images
+from aeinspect.kinds.config import ModelConfig
 from aeinspect.kinds.draem import DraemSettings
-from aeinspect.pipeline import train_model
-from aeinspect.training_data import TrainingInputs
+from aeinspect.model.file import load_model
+from aeinspect.model.schedule import TrainConfig
+from aeinspect.train import distributed
+from aeinspect.train.inputs import TrainingInputs
+from aeinspect.train.run import train_model
 
 SCHEDULE = TrainConfig(num_patches=40, epochs=2, batch_size=16, lr=1e-3, val_split=0.34)
 
@@ -74,7 +77,7 @@ def test_two_gloo_processes_hold_the_same_weights_and_rank_0_writes_them(
 
 
 def load_network_parameters(kind: str):
-    from aeinspect.training import new_model
+    from aeinspect.train.step import new_model
 
     return list(new_model(config_of(kind), 0).named_parameters())
 

@@ -12,8 +12,8 @@ import pytest
 from sklearn.metrics import roc_auc_score
 from typer.testing import CliRunner
 
-from aeinspect.checkpoint import load_model
 from aeinspect.cli import app
+from aeinspect.model.file import load_model
 
 runner = CliRunner()
 

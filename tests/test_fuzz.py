@@ -15,11 +15,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from typer.testing import CliRunner
 
-from aeinspect.checkpoint import ModelFile, load_model
 from aeinspect.cli import app
-from aeinspect.config import Preprocess
+from aeinspect.data.images import Preprocess, read_image
 from aeinspect.errors import InputError, ModelFileError
-from aeinspect.images import read_image
+from aeinspect.model.file import ModelFile, load_model
 
 FUZZ = settings(max_examples=60, deadline=None,
                 suppress_health_check=[HealthCheck.function_scoped_fixture])  # fmt: skip

@@ -9,9 +9,9 @@ import cv2
 import numpy as np
 import pytest
 
-from aeinspect.config import Preprocess
+from aeinspect.data.images import Preprocess, read_image
+from aeinspect.data.sources import find_images
 from aeinspect.errors import InputError
-from aeinspect.images import find_images, read_image
 
 
 @pytest.mark.parametrize("suffix", [".png", ".bmp", ".tif", ".jpg"])
@@ -121,10 +121,10 @@ def test_input_errors_name_the_problem(tmp_path: Path) -> None:
 def test_read_ahead_gives_every_image_in_order_and_its_error_in_turn(tmp_path: Path) -> None:
     import threading
 
-    from aeinspect import images as images_module
-    from aeinspect.config import Preprocess
+    from aeinspect.data import images as images_module
+    from aeinspect.data.images import Preprocess, read_ahead
+    from aeinspect.data.sources import ImageSource
     from aeinspect.errors import InputError
-    from aeinspect.images import ImageSource, read_ahead
 
     paths = []
     for index in range(4):

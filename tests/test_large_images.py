@@ -8,13 +8,20 @@ import numpy as np
 import pytest
 import torch
 
-from aeinspect import analysis, images, outputs, ssim_numpy, unet
-from aeinspect.checkpoint import ModelFile
-from aeinspect.config import ModelConfig, Preprocess, SegmentConfig, TrainConfig
-from aeinspect.images import Image
-from aeinspect.kinds import get_kind, kind_names
-from aeinspect.segmentation import Segmenter
-from aeinspect.training import new_model
+from aeinspect.data import images
+from aeinspect.data.images import Image, Preprocess
+from aeinspect.infer import outputs
+from aeinspect.infer.segmenter import Segmenter
+from aeinspect.kinds.base import get_kind
+from aeinspect.kinds.config import ModelConfig
+from aeinspect.kinds.registry import kind_names
+from aeinspect.maps import residuals as analysis
+from aeinspect.maps import ssim as ssim_numpy
+from aeinspect.maps.windows import SegmentConfig
+from aeinspect.model.file import ModelFile
+from aeinspect.model.schedule import TrainConfig
+from aeinspect.nets import unet
+from aeinspect.train.step import new_model
 
 
 def random_pair(height: int, width: int, seed: int) -> tuple[np.ndarray, np.ndarray]:

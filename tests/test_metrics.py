@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from sklearn.metrics import roc_auc_score
 
-from aeinspect.metrics import (
+from aeinspect.evaluate.metrics import (
     auc,
     aupro,
     histogram,

@@ -7,15 +7,15 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from aeinspect.config import ModelConfig
 from aeinspect.errors import InputError
-from aeinspect.models import Autoencoder, UpsamplingOutput, count_parameters
+from aeinspect.kinds.config import ModelConfig
+from aeinspect.nets.autoencoder import Autoencoder, UpsamplingOutput, count_parameters
 
 
 @pytest.mark.parametrize("patch", [32, 64, 128, 256])
 @pytest.mark.parametrize("latent", [1, 100, 500])
 def test_output_and_latent_shapes(patch: int, latent: int) -> None:
-    model = Autoencoder(ModelConfig(patch_size=patch, latent=latent))
+    model = Autoencoder(patch, latent=latent)
     x = torch.rand(2, 1, patch, patch)
     code = model.encoder(x)
     assert code.shape == (2, latent, 1, 1)
@@ -23,7 +23,7 @@ def test_output_and_latent_shapes(patch: int, latent: int) -> None:
 
 
 def test_colour_model_keeps_three_channels() -> None:
-    model = Autoencoder(ModelConfig(patch_size=64, channels=3))
+    model = Autoencoder(64, channels=3)
     assert model(torch.rand(1, 3, 64, 64)).shape == (1, 3, 64, 64)
 
 
@@ -36,12 +36,12 @@ def table1_parameter_count(d: int, k: int = 1, latent_kernel: int = 8) -> int:
 
 
 def test_parameter_count_of_the_paper_network() -> None:
-    model = Autoencoder(ModelConfig(patch_size=128, latent=100))
+    model = Autoencoder(128, latent=100)
     assert count_parameters(model) == table1_parameter_count(100) == 1_048_549
 
 
 def test_latent_code_and_output_are_linear() -> None:
-    model = Autoencoder(ModelConfig(patch_size=32, latent=8))
+    model = Autoencoder(32, latent=8)
     assert isinstance(model.encoder[-1], nn.Conv2d)
     assert isinstance(model.decoder[-1], nn.ConvTranspose2d)
     activations = [m for m in model.modules() if isinstance(m, nn.LeakyReLU)]
@@ -69,14 +69,14 @@ def test_bad_model_settings_are_refused(settings: dict, message: str) -> None:
 
 
 def test_wrong_input_shape_says_what_was_received() -> None:
-    model = Autoencoder(ModelConfig(patch_size=32))
+    model = Autoencoder(32)
     with pytest.raises(ValueError, match=r"got \(1, 1, 64, 64\)"):
         model(torch.rand(1, 1, 64, 64))
 
 
 @pytest.mark.parametrize("channels", [1, 3])
 def test_output_layer_of_the_model_is_the_transposed_conv(channels: int) -> None:
-    model = Autoencoder(ModelConfig(patch_size=32, latent=8, channels=channels))
+    model = Autoencoder(32, latent=8, channels=channels)
     layer = model.decoder[-1]
     reference = nn.ConvTranspose2d(32, channels, 4, stride=2, padding=1)
     reference.load_state_dict(layer.state_dict())
@@ -117,3 +117,23 @@ def test_output_layer_gradients_equal_the_transposed_convolution(input_needs_gra
         torch.testing.assert_close(x.grad, x_reference.grad, atol=1e-5, rtol=1e-5)
     else:
         assert x.grad is None
+
+
+def test_a_network_built_empty_takes_the_shapes_of_its_fitted_buffers() -> None:
+    from aeinspect.nets.resizable import ResizableBuffers
+
+    class Bank(ResizableBuffers):
+        resizable = ("vectors",)
+
+        def __init__(self) -> None:
+            super().__init__()
+            self.register_buffer("vectors", torch.zeros(0, 3))
+            self.register_buffer("fixed", torch.zeros(2))
+
+    fitted = Bank()
+    fitted.vectors = torch.arange(15.0).reshape(5, 3)
+    fresh = Bank()
+    fresh.load_state_dict(fitted.state_dict())
+    assert torch.equal(fresh.vectors, fitted.vectors)
+    with pytest.raises(RuntimeError, match="size mismatch"):  # other buffers keep their shape
+        fresh.load_state_dict({**fitted.state_dict(), "fixed": torch.zeros(3)})

@@ -9,17 +9,20 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
-from aeinspect.analysis import segment_whole
-from aeinspect.checkpoint import ModelFile, load_model, save_model
 from aeinspect.cli import app
-from aeinspect.config import ModelConfig, Preprocess, SegmentConfig, TrainConfig
-from aeinspect.images import Image
-from aeinspect.kinds import get_kind
+from aeinspect.data.images import Image, Preprocess
+from aeinspect.infer.segmenter import Segmenter
+from aeinspect.kinds.base import get_kind
+from aeinspect.kinds.config import ModelConfig
 from aeinspect.kinds.draem import DraemSettings
 from aeinspect.kinds.unet import UnetSettings
-from aeinspect.segmentation import Segmenter
-from aeinspect.training import evaluate_loss, fit, new_model
-from aeinspect.unet import UNet, focal_loss
+from aeinspect.maps.residuals import segment_whole
+from aeinspect.maps.windows import SegmentConfig
+from aeinspect.model.file import ModelFile, load_model, save_model
+from aeinspect.model.schedule import TrainConfig
+from aeinspect.nets.unet import UNet, focal_loss
+from aeinspect.train.loop import fit
+from aeinspect.train.step import evaluate_loss, new_model
 from conftest import error_line, stripes
 
 runner = CliRunner()

@@ -8,24 +8,27 @@ import subprocess
 import sys
 from pathlib import Path
 
+import cv2
 import numpy as np
 import pytest
 import torch
 from typer.testing import CliRunner
 
-from aeinspect.checkpoint import ModelFile
 from aeinspect.cli import app
-from aeinspect.config import ModelConfig, Preprocess, SegmentConfig, TrainConfig
-from aeinspect.decision import Decision
-from aeinspect.images import Image
-from aeinspect.kinds import kind_names
+from aeinspect.data.images import Image, Preprocess
+from aeinspect.infer.export import export_model
+from aeinspect.infer.onnx_model import OnnxBackend, load_onnx_model
+from aeinspect.infer.segmenter import Segmenter
+from aeinspect.kinds.config import ModelConfig
 from aeinspect.kinds.draem import DraemSettings
+from aeinspect.kinds.registry import kind_names
 from aeinspect.kinds.unet import UnetSettings
 from aeinspect.kinds.vae import VaeSettings
-from aeinspect.onnx_backend import OnnxBackend, load_onnx_model
-from aeinspect.onnx_export import export_model
-from aeinspect.segmentation import Segmenter
-from aeinspect.training import new_model
+from aeinspect.maps.decision import Decision
+from aeinspect.maps.windows import SegmentConfig
+from aeinspect.model.file import ModelFile
+from aeinspect.model.schedule import TrainConfig
+from aeinspect.train.step import new_model
 from conftest import error_line, stripes
 
 pytest.importorskip("onnxruntime")
@@ -50,7 +53,7 @@ def model_file_of(kind: str) -> ModelFile:
 def test_every_kind_gives_torchs_maps_through_onnx_runtime(kind: str, tmp_path: Path) -> None:
     model_file = model_file_of(kind)
     exported = export_model(model_file, tmp_path / "model.onnx")
-    assert exported.recipe == model_file.recipe and exported.decision == model_file.decision
+    assert exported.maker == model_file.maker and exported.decision == model_file.decision
     pixels = (stripes(70, 90, 3)[None] / 255.0).astype(np.float32)
     image, config = Image(pixels=pixels, original=pixels), SegmentConfig(stride=9, batch_size=7)
     ours = Segmenter(exported, backend=OnnxBackend(exported)).analyse(image, config)
@@ -64,13 +67,14 @@ def test_the_onnx_segmenting_loop_imports_no_torch(tmp_path: Path) -> None:
     code = f"""
 import sys
 from pathlib import Path
-from aeinspect.onnx_backend import OnnxBackend, load_onnx_model
-from aeinspect.segmentation import Segmenter
-from aeinspect.images import read_image, ImageSource
-from aeinspect.config import SegmentConfig
-from aeinspect.masks import decide
-from aeinspect.outputs import DEFAULT_SAVE, write_outputs
-from aeinspect.segmentation import Segmentation
+from aeinspect.infer.onnx_model import OnnxBackend, load_onnx_model
+from aeinspect.infer.segmenter import Segmenter
+from aeinspect.data.images import read_image
+from aeinspect.data.sources import ImageSource
+from aeinspect.maps.windows import SegmentConfig
+from aeinspect.maps.masks import decide
+from aeinspect.infer.outputs import DEFAULT_SAVE, write_outputs
+from aeinspect.infer.segmenter import Segmentation
 import cv2, numpy as np
 cv2.imwrite("{tmp_path}/a.png", (np.random.default_rng(0).random((50, 60)) * 255).astype(np.uint8))
 model = load_onnx_model(Path("{tmp_path}/model.onnx"))
@@ -169,7 +173,7 @@ def test_backend_and_file_mismatches_are_one_clear_line(
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 @pytest.mark.parametrize("precision", ["bf16", "fp16"])
 def test_reduced_precision_on_a_gpu_stays_within_the_stated_tolerance(precision: str) -> None:
-    from aeinspect.torch_backend import TorchBackend
+    from aeinspect.infer.torch_backend import TorchBackend
 
     model_file = model_file_of("ssim")
     pixels = (stripes(300, 400, 5)[None] / 255.0).astype(np.float32)
@@ -182,3 +186,65 @@ def test_reduced_precision_on_a_gpu_stays_within_the_stated_tolerance(precision:
 
 
 REDUCED_PRECISION_TOLERANCE = {"bf16": 0.02, "fp16": 0.005}  # README: Using a GPU
+
+
+# What format 1 stored as each kind's "recipe", as the aeinspect that wrote it made it (for
+# model_file_of's settings), beside P, k, K, blend, smoothing, residual scale and d.
+FORMAT_1_RECIPES = {
+    "ssim": {"reconstruct": "windows", "residual": "ssim", "discriminate": "none"},
+    "l2": {"reconstruct": "windows", "residual": "squared", "discriminate": "none"},
+    "vae": {"reconstruct": "samples", "residual": "likelihood", "discriminate": "none",
+            "samples": 3},
+    "blur": {"reconstruct": "blur", "residual": "ssim", "discriminate": "none",
+             "blur_sigma": 16.0},
+    "draem": {"reconstruct": "windows", "residual": "probability",
+              "discriminate": "image+reconstruction"},
+    "unet": {"reconstruct": "none", "residual": "probability", "discriminate": "image"},
+}  # fmt: skip
+
+
+def as_format_1(path: Path, recipe: dict) -> None:
+    """Rewrite an export's metadata as format 1 wrote it: a recipe of strings, no map type."""
+    import onnx
+
+    proto = onnx.load(str(path))
+    entry = next(e for e in proto.metadata_props if e.key == "aeinspect")
+    data = json.loads(entry.value)
+    common = {"patch_size": 32, "channels": 1, "window": 11, "blend": "uniform", "smooth": 0.0,
+              "residual_scale": 1, "latent": 8, "samples": 1, "blur_sigma": 0.0,
+              "unet_levels": 4, "map_sigma": 0.0}  # fmt: skip
+    del data["map"]
+    entry.value = json.dumps({**data, "format_version": 1, "recipe": {**common, **recipe}})
+    path.write_bytes(proto.SerializeToString())
+
+
+@pytest.mark.parametrize("kind", FORMAT_1_RECIPES)
+def test_an_export_of_format_1_segments_as_it_did(kind: str, tmp_path: Path) -> None:
+    model_file = model_file_of(kind)
+    path = tmp_path / "old.onnx"
+    export_model(model_file, path)
+    as_format_1(path, FORMAT_1_RECIPES[kind])
+    old = load_onnx_model(path)
+    assert old.maker == model_file.maker
+    pixels = (stripes(40, 50, 4)[None] / 255.0).astype(np.float32)
+    image, config = Image(pixels=pixels, original=pixels), SegmentConfig(stride=9)
+    ours = Segmenter(old, backend=OnnxBackend(old)).analyse(image, config)
+    reference = Segmenter(model_file, torch.device("cpu")).analyse(image, config)
+    np.testing.assert_allclose(ours.residual, reference.residual, atol=1e-4, rtol=0)
+
+
+def test_an_export_of_an_unknown_format_is_one_error_line(tmp_path: Path) -> None:
+    path = tmp_path / "future.onnx"
+    export_model(model_file_of("ssim"), path)
+    as_format_1(path, FORMAT_1_RECIPES["ssim"])
+    import onnx
+
+    proto = onnx.load(str(path))
+    entry = next(e for e in proto.metadata_props if e.key == "aeinspect")
+    entry.value = json.dumps({**json.loads(entry.value), "format_version": 9})
+    path.write_bytes(proto.SerializeToString())
+    image = tmp_path / "a.png"
+    cv2.imwrite(str(image), stripes(40, 50, 5))
+    result = run("segment", image, "-m", path, "--backend", "onnx")
+    assert result.exit_code == 2
+    assert "has ONNX export format 9; this aeinspect reads versions 1 and 2" in error_line(result)

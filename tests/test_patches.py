@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 import torch
 
-from aeinspect.analysis import ssim_residual
-from aeinspect.patches import sample_patches
-from aeinspect.windows import blend_profile, coverage, reconstruct_by_windows, window_positions
+from aeinspect.data.patches import sample_patches
+from aeinspect.maps.residuals import ssim_residual
+from aeinspect.maps.windows import blend_profile, coverage, reconstruct_by_windows, window_positions
 
 
 @pytest.mark.parametrize(("length", "patch", "stride"), [(700, 128, 30), (128, 128, 30),
@@ -174,11 +174,13 @@ def test_segmenter_fast_path_equals_the_plain_network() -> None:
     1e-5."""
     from skimage.metrics import structural_similarity
 
-    from aeinspect.checkpoint import ModelFile
-    from aeinspect.config import ModelConfig, Preprocess, SegmentConfig, TrainConfig
-    from aeinspect.images import Image
-    from aeinspect.segmentation import Segmenter
-    from aeinspect.training import new_model
+    from aeinspect.data.images import Image, Preprocess
+    from aeinspect.infer.segmenter import Segmenter
+    from aeinspect.kinds.config import ModelConfig
+    from aeinspect.maps.windows import SegmentConfig
+    from aeinspect.model.file import ModelFile
+    from aeinspect.model.schedule import TrainConfig
+    from aeinspect.train.step import new_model
 
     config = ModelConfig(patch_size=64, latent=16)
     plain = new_model(config, seed=1).eval()

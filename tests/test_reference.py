@@ -15,11 +15,11 @@ from skimage.metrics import structural_similarity
 from sklearn.metrics import roc_auc_score
 from typer.testing import CliRunner
 
-from aeinspect.checkpoint import load_model, save_model
 from aeinspect.cli import app
-from aeinspect.config import SegmentConfig
-from aeinspect.images import Image
-from aeinspect.segmentation import Segmenter
+from aeinspect.data.images import Image
+from aeinspect.infer.segmenter import Segmenter
+from aeinspect.maps.windows import SegmentConfig
+from aeinspect.model.file import load_model, save_model
 from conftest import as_version_1, stripes
 
 runner = CliRunner()

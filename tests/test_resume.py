@@ -16,12 +16,15 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
-from aeinspect.checkpoint import ModelFile, load_model
 from aeinspect.cli import app
-from aeinspect.config import ModelConfig, TrainConfig
 from aeinspect.errors import ModelFileError
+from aeinspect.kinds.config import ModelConfig
 from aeinspect.kinds.ssim import SSIMKind
-from aeinspect.training import Hooks, fit, new_model
+from aeinspect.model.file import ModelFile, load_model
+from aeinspect.model.schedule import TrainConfig
+from aeinspect.train.loop import fit
+from aeinspect.train.records import Hooks
+from aeinspect.train.step import new_model
 from conftest import error_line
 from test_training import stripe_patches
 

@@ -8,13 +8,15 @@ import numpy as np
 import pytest
 import torch
 
-from aeinspect.checkpoint import ModelFile
-from aeinspect.config import ModelConfig, Preprocess, SegmentConfig, TrainConfig
+from aeinspect.data.images import Image, Preprocess
 from aeinspect.errors import DeviceError
-from aeinspect.images import Image
+from aeinspect.infer.segmenter import Segmenter
+from aeinspect.kinds.config import ModelConfig
+from aeinspect.maps.windows import SegmentConfig
+from aeinspect.model.file import ModelFile
+from aeinspect.model.schedule import TrainConfig
 from aeinspect.runtime import keep_freed_memory, select_device
-from aeinspect.segmentation import Segmenter
-from aeinspect.training import new_model
+from aeinspect.train.step import new_model
 
 
 def test_cpu_and_auto_are_always_available() -> None:
@@ -60,7 +62,7 @@ def test_the_core_does_not_import_the_cli_libraries() -> None:
     import sys
 
     code = (
-        "import sys, aeinspect.pipeline, aeinspect.evaluation, aeinspect.outputs\n"
+        "import sys, aeinspect.train.run, aeinspect.evaluate.run, aeinspect.infer.outputs\n"
         "assert not {'typer', 'matplotlib'} & set(sys.modules)"
     )
     subprocess.run([sys.executable, "-c", code], check=True)

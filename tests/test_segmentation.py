@@ -6,8 +6,8 @@ import cv2
 import numpy as np
 import pytest
 
-from aeinspect.masks import compute_mask, largest_region, opening_kernel
-from aeinspect.thresholds import threshold_by_area
+from aeinspect.maps.masks import compute_mask, largest_region, opening_kernel
+from aeinspect.maps.thresholds import threshold_by_area
 
 
 def test_opening_removes_specks_and_keeps_a_blob() -> None:
@@ -74,11 +74,13 @@ def test_an_image_gives_the_same_maps_every_time() -> None:
     (a parallel scatter-add once made them differ by a few units in the last place)."""
     import torch
 
-    from aeinspect.checkpoint import ModelFile
-    from aeinspect.config import ModelConfig, Preprocess, SegmentConfig, TrainConfig
-    from aeinspect.images import Image
-    from aeinspect.segmentation import Segmenter
-    from aeinspect.training import new_model
+    from aeinspect.data.images import Image, Preprocess
+    from aeinspect.infer.segmenter import Segmenter
+    from aeinspect.kinds.config import ModelConfig
+    from aeinspect.maps.windows import SegmentConfig
+    from aeinspect.model.file import ModelFile
+    from aeinspect.model.schedule import TrainConfig
+    from aeinspect.train.step import new_model
 
     config = ModelConfig(patch_size=64, latent=16)
     model_file = ModelFile(model=config, preprocess=Preprocess(), train=TrainConfig(),

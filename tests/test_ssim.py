@@ -9,8 +9,8 @@ import pytest
 import torch
 from skimage.metrics import structural_similarity
 
-from aeinspect import ssim as ssim_module
-from aeinspect.ssim import SSIMLoss, gaussian_kernel, ssim_components, ssim_loss, ssim_map
+from aeinspect.nets import ssim_loss as ssim_module
+from aeinspect.nets.ssim_loss import SSIMLoss, gaussian_kernel, ssim_components, ssim_loss, ssim_map
 
 
 def as_tensor(image: np.ndarray) -> torch.Tensor:

@@ -11,17 +11,9 @@ import pytest
 from typer.testing import CliRunner
 
 from aeinspect.cli import app
+from aeinspect.data.regions import SHAPES, draw_region, perlin_noise
+from aeinspect.data.synthetic import FILLS, DefectConfig, blend, corrupt_batch, fill_values
 from aeinspect.errors import InputError
-from aeinspect.synthetic import (
-    FILLS,
-    SHAPES,
-    DefectConfig,
-    blend,
-    corrupt_batch,
-    draw_region,
-    fill_values,
-    perlin_noise,
-)
 from conftest import error_line, load_example, stripes
 
 runner = CliRunner()

@@ -6,11 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from aeinspect.thresholds import (
-    prediction_bound,
-    quiet_thresholds,
-    threshold_by_area,
-)
+from aeinspect.maps.thresholds import prediction_bound, quiet_thresholds, threshold_by_area
 
 
 def good_maps(count: int, seed: int) -> list[np.ndarray]:

@@ -6,12 +6,16 @@ import numpy as np
 import pytest
 import torch
 
-from aeinspect import training
-from aeinspect.config import ModelConfig, TrainConfig
 from aeinspect.errors import TrainingError
-from aeinspect.kinds import TrainingBatch
-from aeinspect.training import EpochRecord, Hooks, evaluate_loss, fit, new_model
-from aeinspect.training_data import split_images
+from aeinspect.kinds.base import TrainingBatch
+from aeinspect.kinds.config import ModelConfig
+from aeinspect.model.schedule import TrainConfig
+from aeinspect.train import loop as training
+from aeinspect.train import step as training_step
+from aeinspect.train.inputs import split_images
+from aeinspect.train.loop import fit
+from aeinspect.train.records import EpochRecord, Hooks
+from aeinspect.train.step import evaluate_loss, new_model
 
 
 def stripe_patches(count: int, seed: int) -> torch.Tensor:
@@ -132,7 +136,7 @@ def test_micro_batches_give_the_gradient_and_loss_of_one_pass(kind: str) -> None
         frozen = torch.optim.SGD(model.parameters(), lr=0.0)  # keeps .grad after the step
         noise = torch.Generator().manual_seed(0)
         batch = TrainingBatch.clean(patches)
-        loss = training.train_step(model, frozen, batch, noise, micro_batch=micro_batch)
+        loss = training_step.train_step(model, frozen, batch, noise, micro_batch=micro_batch)
         results.append((loss, [p.grad.clone() for p in model.parameters()]))
     (whole_loss, whole), (sliced_loss, sliced) = results
     assert sliced_loss == pytest.approx(whole_loss, rel=1e-6)

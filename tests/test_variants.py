@@ -13,14 +13,12 @@ import torch
 import torch.nn.functional as F
 from typer.testing import CliRunner
 
-from aeinspect.analysis import likelihood_residual
-from aeinspect.checkpoint import ModelFile, load_model
 from aeinspect.cli import app
-from aeinspect.config import ModelConfig, Preprocess, SegmentConfig, TrainConfig
+from aeinspect.data.images import Image, Preprocess
 from aeinspect.errors import InputError
-from aeinspect.features import ALEXNET_SHAPES, IMAGENET_MEAN, IMAGENET_STD, load_feature_weights
-from aeinspect.images import Image
-from aeinspect.kinds import TrainingBatch, get_kind
+from aeinspect.infer.segmenter import Segmenter
+from aeinspect.kinds.base import TrainingBatch, get_kind
+from aeinspect.kinds.config import ModelConfig
 from aeinspect.kinds.fm import FeatureMatchingAutoencoder, feature_matching_loss
 from aeinspect.kinds.vae import (
     Posterior,
@@ -29,8 +27,13 @@ from aeinspect.kinds.vae import (
     kl_divergence,
     vae_loss,
 )
-from aeinspect.segmentation import Segmenter
-from aeinspect.training import evaluate_loss, fit, new_model
+from aeinspect.maps.residuals import likelihood_residual
+from aeinspect.maps.windows import SegmentConfig
+from aeinspect.model.file import ModelFile, load_model
+from aeinspect.model.schedule import TrainConfig
+from aeinspect.nets.alexnet import ALEXNET_SHAPES, IMAGENET_MEAN, IMAGENET_STD, load_feature_weights
+from aeinspect.train.loop import fit
+from aeinspect.train.step import evaluate_loss, new_model
 from conftest import error_line, stripes
 
 runner = CliRunner()
@@ -174,7 +177,7 @@ def reference_features(x: torch.Tensor, weights: dict[str, torch.Tensor]) -> tor
 def test_features_load_from_a_torchvision_state_dict(alexnet_file: Path) -> None:
     weights = load_feature_weights(alexnet_file)
     assert set(weights) == set(ALEXNET_SHAPES)  # the extra full-AlexNet keys are ignored
-    model = new_model(ModelConfig(kind="fm", patch_size=128), seed=0, features=weights)
+    model = new_model(ModelConfig(kind="fm", patch_size=128), seed=0, weights=weights)
     assert isinstance(model, FeatureMatchingAutoencoder)
     gray = torch.rand(2, 1, 128, 128)
     out = model.features(gray)
@@ -186,7 +189,7 @@ def test_features_load_from_a_torchvision_state_dict(alexnet_file: Path) -> None
 
 def test_feature_matching_loss_and_frozen_features(alexnet_file: Path) -> None:
     weights = load_feature_weights(alexnet_file)
-    model = new_model(ModelConfig(kind="fm", patch_size=32, latent=8), seed=0, features=weights)
+    model = new_model(ModelConfig(kind="fm", patch_size=32, latent=8), seed=0, weights=weights)
     x = torch.rand(4, 1, 32, 32)
     assert feature_matching_loss(x, x, model.features).item() == 0.0
     recon = model(x)

@@ -31,8 +31,9 @@ import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from aeinspect.kinds import get_kind, kind_names
-from aeinspect.kinds.base import SyntheticDefectsKind
+from aeinspect.kinds.base import get_kind
+from aeinspect.kinds.defects import SyntheticDefectsKind
+from aeinspect.kinds.registry import kind_names
 
 # name: (what it is, the train flags that make it: aeinspect's defaults are the paper's)
 RECIPES: dict[str, tuple[str, list[str]]] = {

@@ -33,14 +33,18 @@ import cv2
 import numpy as np
 import torch
 
-from aeinspect.checkpoint import ModelFile
-from aeinspect.config import CropConfig, ModelConfig, Preprocess, SegmentConfig, TrainConfig
-from aeinspect.images import find_images, read_image
-from aeinspect.pipeline import Progress, train_model
+from aeinspect.data.images import Preprocess, read_image
+from aeinspect.data.patches import CropConfig
+from aeinspect.data.sources import find_images
+from aeinspect.infer.segmenter import Segmenter
+from aeinspect.kinds.config import ModelConfig
+from aeinspect.maps.windows import SegmentConfig
+from aeinspect.model.file import ModelFile
+from aeinspect.model.schedule import TrainConfig
+from aeinspect.nets.ssim_loss import ssim_components
 from aeinspect.runtime import select_device
-from aeinspect.segmentation import Segmenter
-from aeinspect.ssim import ssim_components
-from aeinspect.training_data import TrainingInputs
+from aeinspect.train.inputs import TrainingInputs
+from aeinspect.train.run import Progress, train_model
 
 SQUARES = (8, 12, 16, 24)  # side of one square, pixels
 ANGLES = (0.0, 15.0, 30.0, 45.0, 60.0, 75.0)  # degrees

@@ -24,10 +24,13 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
-from aeinspect.config import Preprocess  # noqa: E402
-from aeinspect.images import find_images, read_images  # noqa: E402
-from aeinspect.patches import sample_patches  # noqa: E402
-from aeinspect.synthetic import DefectConfig, SyntheticBatch, corrupt_batch  # noqa: E402
+from aeinspect.data.images import (
+    Preprocess,  # noqa: E402
+    read_images,
+)
+from aeinspect.data.patches import sample_patches  # noqa: E402
+from aeinspect.data.sources import find_images  # noqa: E402
+from aeinspect.data.synthetic import DefectConfig, SyntheticBatch, corrupt_batch  # noqa: E402
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:

@@ -98,19 +98,3 @@ def seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed % 2**32)
     torch.manual_seed(seed)
-
-
-def library_versions() -> dict[str, str]:
-    """Versions of aeinspect and the libraries that change its numbers."""
-    import cv2
-    import sklearn
-
-    from aeinspect import __version__
-
-    return {
-        "aeinspect": __version__,
-        "torch": str(torch.__version__),
-        "numpy": np.__version__,
-        "opencv": cv2.__version__,
-        "scikit-learn": sklearn.__version__,
-    }

@@ -19,12 +19,12 @@ import typer
 from typer.core import TyperGroup
 
 from aeinspect import __version__
-from aeinspect.checkpoint import ModelFile, load_model
 from aeinspect.errors import AeinspectError, InputError, Note
-from aeinspect.onnx_backend import OnnxBackend, load_onnx_model
+from aeinspect.infer.onnx_model import OnnxBackend, load_onnx_model
+from aeinspect.infer.segmenter import BACKENDS, Segmenter
+from aeinspect.infer.torch_backend import TorchBackend
+from aeinspect.model.file import ModelFile, load_model
 from aeinspect.runtime import select_device, set_threads
-from aeinspect.segmentation import BACKENDS, Segmenter
-from aeinspect.torch_backend import TorchBackend
 
 EXIT_DEFECT = 1  # --fail-on-defect and a defect found
 EXIT_USAGE = 2  # bad usage or bad input: one "Error: …" line

@@ -9,7 +9,6 @@ from typing import Annotated, Any
 import typer
 from tqdm import tqdm
 
-from aeinspect.checkpoint import load_model
 from aeinspect.cli import tables
 from aeinspect.cli._app import command, open_segmenter, show_progress
 from aeinspect.cli.options import (
@@ -28,15 +27,18 @@ from aeinspect.cli.options import (
     Stride,
     WindowBatch,
 )
-from aeinspect.config import SegmentConfig, TuneConfig
+from aeinspect.data.files import check_output_file, check_output_folder, write_bytes_atomic
+from aeinspect.data.sources import find_images
 from aeinspect.errors import InputError
-from aeinspect.evaluation import Observed
-from aeinspect.grid import parse_grid, run_grid
-from aeinspect.html_report import Entry
-from aeinspect.images import find_images
-from aeinspect.output_files import check_output_file, check_output_folder, write_bytes_atomic
-from aeinspect.pipeline import evaluate_model, tune_model_file
-from aeinspect.report import evaluation_entry, write_evaluation
+from aeinspect.evaluate.evidence import Observed
+from aeinspect.evaluate.grid import parse_grid, run_grid
+from aeinspect.evaluate.run import evaluate_model
+from aeinspect.evaluate.tune import tune_model_file
+from aeinspect.maps.thresholds import TuneConfig
+from aeinspect.maps.windows import SegmentConfig
+from aeinspect.model.file import load_model
+from aeinspect.report.html import Entry
+from aeinspect.report.pages import evaluation_entry, write_evaluation
 from aeinspect.runtime import keep_freed_memory, select_device
 
 

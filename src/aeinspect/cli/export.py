@@ -10,8 +10,8 @@ import typer
 
 from aeinspect.cli._app import command, load_model_for_use
 from aeinspect.cli.options import Json, Quiet
-from aeinspect.onnx_export import OPSET, export_model
-from aeinspect.output_files import check_output_file
+from aeinspect.data.files import check_output_file
+from aeinspect.infer.export import OPSET, export_model
 
 
 @command

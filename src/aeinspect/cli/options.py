@@ -11,18 +11,16 @@ from typing import Annotated
 
 import typer
 
-from aeinspect.config import (
-    CropConfig,
-    ModelConfig,
-    Preprocess,
-    SegmentConfig,
-    TrainConfig,
-    TuneConfig,
-)
-from aeinspect.decision import DEFAULT_OPENING
-from aeinspect.outputs import DEFAULT_SAVE, SAVE_KINDS
-from aeinspect.segmentation import BACKENDS
-from aeinspect.torch_backend import PRECISIONS
+from aeinspect.data.images import Preprocess
+from aeinspect.data.patches import CropConfig
+from aeinspect.infer.outputs import DEFAULT_SAVE, SAVE_KINDS
+from aeinspect.infer.segmenter import BACKENDS
+from aeinspect.infer.torch_backend import PRECISIONS
+from aeinspect.kinds.config import ModelConfig
+from aeinspect.maps.decision import DEFAULT_OPENING
+from aeinspect.maps.thresholds import TuneConfig
+from aeinspect.maps.windows import SegmentConfig
+from aeinspect.model.schedule import TrainConfig
 
 CROP = CropConfig()
 MODEL = ModelConfig()

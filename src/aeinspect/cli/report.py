@@ -9,9 +9,9 @@ import typer
 
 from aeinspect.cli._app import command, load_model_for_use
 from aeinspect.cli.options import Device, OverwriteFiles, Quiet
-from aeinspect.output_files import check_output_folder
+from aeinspect.data.files import check_output_folder
+from aeinspect.report.training import write_training_report
 from aeinspect.runtime import select_device
-from aeinspect.training_report import write_training_report
 
 
 @command

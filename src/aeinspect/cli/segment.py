@@ -14,25 +14,18 @@ from tqdm import tqdm
 from aeinspect.cli import options as opt
 from aeinspect.cli import tables
 from aeinspect.cli._app import EXIT_DEFECT, GracefulStop, command, open_segmenter, show_progress
-from aeinspect.cli.options import (
-    SEGMENT,
-    Device,
-    Images,
-    ModelPath,
-    Quiet,
-    Stride,
-    WindowBatch,
-)
-from aeinspect.config import SegmentConfig, Shard
-from aeinspect.decision import Decision, resolve_decision
+from aeinspect.cli.options import SEGMENT, Device, Images, ModelPath, Quiet, Stride, WindowBatch
+from aeinspect.data.files import check_output_folder
+from aeinspect.data.images import check_readable
+from aeinspect.data.sources import Shard, find_images
 from aeinspect.errors import InputError
-from aeinspect.html_report import Entry
-from aeinspect.images import check_readable, find_images
-from aeinspect.output_files import check_output_folder
-from aeinspect.outputs import parse_save_option, write_outputs
-from aeinspect.pipeline import segment_images
-from aeinspect.report import segment_entry, write_segment_report
-from aeinspect.segmentation import Segmentation
+from aeinspect.infer.outputs import parse_save_option, write_outputs
+from aeinspect.infer.segment import segment_images
+from aeinspect.infer.segmenter import Segmentation
+from aeinspect.maps.decision import Decision, resolve_decision
+from aeinspect.maps.windows import SegmentConfig
+from aeinspect.report.html import Entry
+from aeinspect.report.pages import segment_entry, write_segment_report
 
 
 @command

@@ -11,7 +11,7 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from aeinspect.decision import Decision
+from aeinspect.maps.decision import Decision
 
 SEGMENT_COLUMNS = (("result", 8), ("defect_px", 9), ("regions", 7), ("max_res", 8))
 

@@ -1,4 +1,4 @@
-"""``crop`` and ``train``."""
+"""``train``: a model from good images, or the training of one resumed."""
 
 from __future__ import annotations
 
@@ -6,107 +6,46 @@ import json
 import sys
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Any
 
 import typer
 from tqdm import tqdm
 
-from aeinspect import distributed
-from aeinspect.checkpoint import ModelFile, check_model_output, load_model
 from aeinspect.cli import train_options as opt
 from aeinspect.cli._app import GracefulStop, command, show_progress
+from aeinspect.cli.kind_options import (
+    is_weights_option,
+    kind_settings,
+    kind_weights,
+    with_kind_options,
+)
 from aeinspect.cli.options import (
-    CROP,
     MODEL,
-    PREPROCESS,
     TRAIN,
     Device,
-    Images,
     Json,
     Quiet,
     Resize,
     Scale,
 )
-from aeinspect.config import (
-    FIRST_DECISION,
-    CropConfig,
-    ModelConfig,
-    Preprocess,
-    TrainConfig,
-    TuneConfig,
-)
+from aeinspect.data.files import check_output_folder, remove_leftovers
 from aeinspect.errors import InputError
-from aeinspect.features import load_feature_weights
-from aeinspect.images import find_images
-from aeinspect.kinds import settings_for
-from aeinspect.output_files import check_output_folder, remove_leftovers
-from aeinspect.patch_folder import MANIFEST
-from aeinspect.pipeline import Progress, crop_images, train_model, train_summary
-from aeinspect.resume import check_resume_options, resumed_inputs, resumed_schedule
+from aeinspect.kinds.config import ModelConfig
+from aeinspect.kinds.registry import settings_for
+from aeinspect.maps.thresholds import FIRST_DECISION, TuneConfig
+from aeinspect.model.file import ModelFile, check_model_output, load_model
+from aeinspect.model.schedule import TrainConfig
+from aeinspect.report.training import write_training_report
 from aeinspect.runtime import keep_freed_memory, select_device
-from aeinspect.synthetic import DefectConfig, parse_defects
-from aeinspect.training import CHECKPOINT_MINUTES, EpochRecord, TrainResult
-from aeinspect.training_data import CROP_OPTIONS, TrainingInputs, training_inputs
-from aeinspect.training_report import write_training_report
+from aeinspect.train import distributed
+from aeinspect.train.inputs import CROP_OPTIONS, TrainingInputs, training_inputs
+from aeinspect.train.records import CHECKPOINT_MINUTES, EpochRecord, TrainResult
+from aeinspect.train.resume import check_resume_options, resumed_inputs, resumed_schedule
+from aeinspect.train.run import Progress, train_model, train_summary
 
 
 @command
-def crop(
-    images: Images,
-    output: Annotated[
-        Path, typer.Option("--output", "-o", help="New or empty folder for the patches.")
-    ],
-    num: Annotated[int, typer.Option("--num", "--num-patches", help="Random patches to cut.")] = (
-        CROP.num_patches
-    ),
-    size: Annotated[int, typer.Option(help="Patch size P (multiple of 16, >= 32).")] = (
-        CROP.patch_size
-    ),
-    resize: Resize = PREPROCESS.resize,
-    scale: Scale = PREPROCESS.scale,
-    channels: Annotated[int, typer.Option(help="1 (gray) or 3 (colour).")] = PREPROCESS.channels,
-    augment: Annotated[bool, typer.Option(help="Random rotation and flips.")] = CROP.augment,
-    seed: Annotated[int, typer.Option(help="Seed of images, positions, angles, flips.")] = (
-        CROP.seed
-    ),
-    synthetic: opt.Synthetic = False,
-    defects: opt.Defects = None,
-    overwrite: opt.OverwriteFolder = False,
-    json_output: Json = False,
-    quiet: Quiet = False,
-) -> None:
-    """Cut random training patches from good images into a folder of PNGs with a
-    manifest.json; train takes the folder in place of images."""
-    preprocess = Preprocess(resize=resize, scale=scale, channels=channels)
-    config = CropConfig(num_patches=num, patch_size=size, augment=augment, seed=seed)
-    check_output_folder(output, overwrite=overwrite)
-    sources = find_images(images)
-    with tqdm(total=num, unit="patch", leave=False, disable=not show_progress(quiet)) as bar:
-        folder = crop_images(sources, output, preprocess=preprocess, config=config,
-                             defects=_crop_defects(synthetic, defects), overwrite=overwrite,
-                             on_patch=lambda done: bar.update(done - bar.n))  # fmt: skip
-    summary = {"folder": str(output), "manifest": str(output / MANIFEST),
-               "patches": len(folder.files), "size": size, "images": len(folder.images),
-               "seed": seed}  # fmt: skip
-    if json_output:
-        typer.echo(json.dumps(summary))
-    else:
-        typer.echo(
-            f"{output}: {summary['patches']} patches of {size}x{size} from "
-            f"{summary['images']} images (seed {seed}), listed in {summary['manifest']}"
-        )
-
-
-def _crop_defects(synthetic: bool, defects: str | None) -> DefectConfig | None:
-    """The synthetic defects ``crop`` draws: None without ``--synthetic``."""
-    if not synthetic:
-        if defects is not None:
-            raise InputError("--defects is for crop --synthetic only")
-        return None
-    return DefectConfig() if defects is None else parse_defects(defects)
-
-
-@command
+@with_kind_options
 def train(
     ctx: typer.Context,
     images: opt.TrainImages = None,
@@ -123,17 +62,6 @@ def train(
     blend: opt.Blend = MODEL.blend,
     smooth: opt.Smooth = MODEL.smooth,
     residual_scale: opt.ResidualScale = MODEL.residual_scale,
-    blur_sigma: opt.BlurSigma = None,
-    samples: opt.Samples = None,
-    features: opt.Features = None,
-    unet_width: opt.UnetWidth = None,
-    unet_levels: opt.UnetLevels = None,
-    focal_gamma: opt.FocalGamma = None,
-    map_sigma: opt.MapSigma = None,
-    l2_weight: opt.L2Weight = None,
-    ssim_weight: opt.SsimWeight = None,
-    focal_weight: opt.FocalWeight = None,
-    defects: opt.Defects = None,
     epochs: opt.Epochs = TRAIN.epochs,
     batch_size: opt.PatchBatch = TRAIN.batch_size,
     lr: opt.LearningRate = TRAIN.lr,
@@ -151,16 +79,15 @@ def train(
     report: opt.TrainReport = None,
     json_output: Json = False,
     quiet: Quiet = False,
+    **kind_options: Any,
 ) -> None:
     """Train a model on defect-free images, or on a patch folder from crop, and write a
     model file; it is written at every epoch's end too, so that a stopped run (Ctrl-C, a
     killed process) goes on with --resume. With a patch folder the crop settings come from
-    its manifest."""
+    its manifest. The options named after kinds are those kinds' own."""
     keep_freed_memory()  # training steps reuse their buffers: about 1.25× faster
     ranks = distributed.from_environment()
     given = _options_given(ctx)
-    if defects is not None:
-        given["defects"] = parse_defects(defects)
     if resume is not None:
         plan = _resumed_run(resume, images, output, overwrite, given, ranks)
     else:
@@ -173,20 +100,32 @@ def train(
         progress = replace(shown or Progress(), stop_requested=stop.requested,
                            checkpoint_minutes=checkpoint_minutes)  # fmt: skip
         first = replace(FIRST_DECISION, image_fpr=image_fpr)
-        model_file, result = _train(plan, chosen, ranks, features, first, progress)
+        model_file, result = _train(plan, chosen, ranks, first, progress)
     if not model_file.finished:
         if _leads(ranks):
             typer.echo(f"Interrupted: {plan.output} holds the state ({model_file.progress()}); "
                        f"go on with: aeinspect train --resume {plan.output}", err=True)  # fmt: skip
         raise typer.Exit(stop.exit_code)
     if _leads(ranks):
-        if report is not None:
-            page = write_training_report(model_file, report, name=plan.output.name,
-                                         device=chosen)  # fmt: skip
-            if not quiet:
-                typer.echo(f"Report: {page}", err=True)
-        summary = train_summary(plan.output, model_file, plan.inputs.image_count, result)
-        typer.echo(json.dumps(summary) if json_output else _train_lines(summary))
+        _report(plan, model_file, result, report, chosen, quiet, json_output)
+
+
+def _report(
+    plan: _Plan,
+    model_file: ModelFile,
+    result: TrainResult | None,
+    report: Path | None,
+    device: Any,
+    quiet: bool,
+    json_output: bool,
+) -> None:
+    """The training report's page when asked for, and the summary on stdout."""
+    if report is not None:
+        page = write_training_report(model_file, report, name=plan.output.name, device=device)
+        if not quiet:
+            typer.echo(f"Report: {page}", err=True)
+    summary = train_summary(plan.output, model_file, plan.inputs.image_count, result)
+    typer.echo(json.dumps(summary) if json_output else _train_lines(summary))
 
 
 @dataclass(frozen=True)
@@ -198,6 +137,7 @@ class _Plan:
     schedule: TrainConfig
     output: Path
     resume: ModelFile | None = None
+    weights: dict[str, Any] | None = None
 
 
 def _leads(ranks: distributed.Ranks | None) -> bool:
@@ -220,7 +160,7 @@ def _new_run(params: dict[str, Any], given: dict[str, Any],
     model = ModelConfig(
         kind=params["model"], patch_size=inputs.crop.patch_size,
         channels=inputs.preprocess.channels,
-        settings=settings_for(params["model"], _kind_options(given)),
+        settings=settings_for(params["model"], kind_settings(given)),
         **{name: params[name] for name in ("latent", "window", "blend", "smooth",
                                            "residual_scale")},
     )  # fmt: skip
@@ -230,7 +170,8 @@ def _new_run(params: dict[str, Any], given: dict[str, Any],
                                            "weight_decay", "val_split", "patience",
                                            "max_minutes", "seed")},
     )  # fmt: skip
-    return _Plan(inputs=inputs, model=model, schedule=schedule, output=output)
+    return _Plan(inputs=inputs, model=model, schedule=schedule, output=output,
+                 weights=kind_weights(model.kind, params))  # fmt: skip
 
 
 def _resumed_run(
@@ -259,7 +200,6 @@ def _train(
     plan: _Plan,
     device: Any,
     ranks: distributed.Ranks | None,
-    features: Path | None,
     first_decision: TuneConfig,
     progress: Progress,
 ) -> tuple[ModelFile, TrainResult | None]:
@@ -273,7 +213,7 @@ def _train(
         return train_model(
             plan.inputs, model_config=plan.model, train_config=plan.schedule, device=device,
             output=plan.output, resume=plan.resume, ranks=ranks, progress=progress,
-            features=load_feature_weights(features) if features else None,
+            weights=plan.weights,
             first_decision=first_decision,
         )  # fmt: skip
     finally:
@@ -282,26 +222,20 @@ def _train(
 
 # options that set no stored setting: they never contradict a resumed run
 _RUN_OPTIONS = {"images", "output", "resume", "overwrite", "checkpoint_minutes", "report", "device",
-                "json_output", "quiet", "threads", "debug", "features", "defects",
-                "image_fpr"}  # fmt: skip
+                "json_output", "quiet", "threads", "debug", "image_fpr"}  # fmt: skip
 
 
 def _options_given(ctx: typer.Context) -> dict[str, Any]:
-    """The options given on the command line that set a stored setting: name → value."""
-    return {
+    """The options given on the command line that set a stored setting: name → value (the
+    kinds' settings parsed; pretrained weights files are no setting)."""
+    given = {
         name: value
         for name, value in ctx.params.items()
         if name not in _RUN_OPTIONS
+        and not is_weights_option(name)
         and getattr(ctx.get_parameter_source(name), "name", "DEFAULT") == "COMMANDLINE"
     }
-
-
-_KIND_OPTIONS = ("samples", "blur_sigma", "unet_width", "unet_levels", "focal_gamma",
-                 "map_sigma", "l2_weight", "ssim_weight", "focal_weight", "defects")  # fmt: skip
-
-
-def _kind_options(given: dict[str, Any]) -> dict[str, Any]:
-    return {name: value for name, value in given.items() if name in _KIND_OPTIONS}
+    return {**given, **kind_settings(given)}
 
 
 class _TrainProgress:

@@ -9,10 +9,7 @@ from typing import Annotated
 import typer
 
 from aeinspect.cli.options import CROP, PREPROCESS, shown
-from aeinspect.kinds import kind_names
-from aeinspect.kinds.blur import BlurSettings
-from aeinspect.kinds.draem import DraemSettings
-from aeinspect.kinds.vae import VaeSettings
+from aeinspect.kinds.registry import kind_names
 
 TrainImages = Annotated[
     list[str] | None,
@@ -59,61 +56,17 @@ ResidualScale = Annotated[
     int, typer.Option(help="Compare image and reconstruction reduced F-fold (1 = full size).")
 ]
 
-# a kind's own settings: None unless given (the kind's default, shown)
-DRAEM = DraemSettings()  # the U-Net settings of draem and unet alike
-BlurSigma = Annotated[
-    float | None,
-    typer.Option(help=shown("blur: σ of the reference's blur.", BlurSettings().blur_sigma)),
-]
-Samples = Annotated[
-    int | None,
-    typer.Option(help=shown("vae: latent samples N decoded per window.", VaeSettings().samples)),
-]
-UnetWidth = Annotated[
-    int | None,
-    typer.Option(help=shown("draem, unet: channels of the U-Net's first level.", DRAEM.unet_width)),
-]
-UnetLevels = Annotated[
-    int | None,
-    typer.Option(help=shown("draem, unet: resolutions of the U-Net.", DRAEM.unet_levels)),
-]
-FocalGamma = Annotated[
-    float | None, typer.Option(help=shown("draem, unet: γ of the focal loss.", DRAEM.focal_gamma))
-]
-MapSigma = Annotated[
-    float | None,
-    typer.Option(help=shown("draem, unet: σ smoothing the defect probability (0 = none).",
-                            DRAEM.map_sigma)),
-]  # fmt: skip
-L2Weight = Annotated[
-    float | None,
-    typer.Option(help=shown("restore, draem: weight of the restoration's mean squared error.",
-                            DRAEM.l2_weight)),
-]  # fmt: skip
-SsimWeight = Annotated[
-    float | None,
-    typer.Option(help=shown("restore, draem: weight of the restoration's mean(1 − SSIM).",
-                            DRAEM.ssim_weight)),
-]  # fmt: skip
-FocalWeight = Annotated[
-    float | None,
-    typer.Option(help=shown("draem: weight of the focal loss against the restoration's.",
-                            DRAEM.focal_weight)),
-]  # fmt: skip
 Defects = Annotated[
     str | None,
-    typer.Option(help="restore, draem, unet, crop --synthetic: synthetic defect settings to "
-                 "change, as NAME=NUMBER,… (e.g. clean_fraction=0.4,fills.flat=0.3; see the "
-                 "README). [default: none changed]", show_default=False),
+    typer.Option(help="With --synthetic: synthetic defect settings to change, as "
+                 "NAME=NUMBER,… (e.g. clean_fraction=0.4,fills.flat=0.3; see the README). "
+                 "[default: none changed]", show_default=False),
 ]  # fmt: skip
 Synthetic = Annotated[
     bool,
     typer.Option("--synthetic", help="crop: give the patches synthetic defects as restore, "
                  "draem and unet train on, each with its mask (N_mask.png), to look at."),
 ]  # fmt: skip
-Features = Annotated[
-    Path | None, typer.Option(help="fm: state dict file of an AlexNet (torchvision key names).")
-]
 
 # the schedule
 Epochs = Annotated[int, typer.Option(help="Epochs at most.")]

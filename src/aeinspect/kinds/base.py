@@ -1,36 +1,59 @@
 """What every model kind provides, and the default of each part: a Table 1 autoencoder
-trained on clean patches, reconstructing an image window by window, judged by a per-pixel
-residual between image and reconstruction.
+trained by the Adam loop on clean patches, reconstructing an image window by window, judged
+by a per-pixel residual between image and reconstruction.
 
-A kind is one module of this package with a ``KIND`` instance of a ``Kind`` subclass. The
-rest of aeinspect asks the kind (``aeinspect.kinds.get_kind``) instead of comparing names.
+A kind is one module of this package with a ``KIND`` instance of a ``Kind`` subclass (see
+``registry``). The rest of aeinspect asks the kind (``get_kind``) instead of comparing names.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, ClassVar
+from pathlib import Path
+from typing import Any, ClassVar
 
 import numpy as np
 import torch
 from torch import nn
 
-from aeinspect.analysis import Recipe
 from aeinspect.errors import InputError
-from aeinspect.models import Autoencoder
-from aeinspect.synthetic import DefectConfig, corrupt_batch
-from aeinspect.unet import check_unet_fits
-
-if TYPE_CHECKING:
-    from aeinspect.config import ModelConfig
+from aeinspect.kinds.config import ModelConfig
+from aeinspect.kinds.registry import lookup
+from aeinspect.maps.makers import MapMaker, WindowResidual
+from aeinspect.nets.autoencoder import Autoencoder
 
 Part = Callable[..., Any]  # a network at inference: tensors in, a tensor out
+
+
+def get_kind(name: str) -> Kind:
+    """The kind called ``name``.
+
+    Raises:
+        InputError: no kind has that name.
+    """
+    return lookup(name)
 
 
 @dataclass(frozen=True)
 class NoSettings:
     """The settings of a kind that has none of its own."""
+
+
+@dataclass(frozen=True)
+class WeightsOption:
+    """A file of pretrained weights that a kind takes on the command line (nothing is ever
+    downloaded); they are stored in the model file with the other weights.
+
+    Attributes:
+        name: the option's name ("features" → ``--features PATH``).
+        help: its help text.
+        required: whether a new model needs it.
+    """
+
+    name: str
+    help: str
+    required: bool = True
 
 
 @dataclass(frozen=True)
@@ -76,7 +99,7 @@ class TrainingBatch:
 
 
 class Kind:
-    """A model kind: its networks, its training loss, its residual map, its stored settings.
+    """A model kind: its networks, how they learn, its map, its stored settings.
 
     Subclasses set ``name`` and override what differs from the default.
     """
@@ -84,10 +107,11 @@ class Kind:
     name: ClassVar[str]
     summary: ClassVar[str]  # one line for --help and the README
     settings_type: ClassVar[type] = NoSettings  # a frozen dataclass, stored in the model file
-    trainable: ClassVar[bool] = True  # False: nothing is learned (a reference)
-    takes_features: ClassVar[bool] = False  # needs pretrained feature weights (--features)
+    fitted: ClassVar[bool] = False  # True: fitted on whole images in one pass, no Adam loop
+    weights: ClassVar[WeightsOption | None] = None  # pretrained weights it takes
     compares_images: ClassVar[bool] = True  # R compares image and reconstruction: it can be
     # computed between both reduced (ModelConfig.residual_scale)
+    residual: ClassVar[str] = "ssim"  # the default map's residual: "ssim" or "squared"
 
     # --- settings
 
@@ -100,19 +124,29 @@ class Kind:
     def build_network(self, config: ModelConfig) -> nn.Module | None:
         """The kind's networks as one module with a ``config`` attribute (weights drawn from
         torch's global generator), or None for a kind without networks."""
-        return Autoencoder(config)
+        network = Autoencoder(config.patch_size, config.channels, config.latent)
+        network.config = config  # what the kind's loss reads (its window, its settings)
+        return network
 
-    def load_features(self, network: nn.Module, features: Mapping[str, torch.Tensor]) -> None:
-        """Copy pretrained feature weights into the network (``takes_features`` kinds)."""
-        raise InputError(f"--model {self.name} takes no --features")
+    def read_weights(self, path: Path) -> dict[str, torch.Tensor]:
+        """The pretrained weights in ``path`` (``weights`` kinds), checked.
 
-    def stored_features(
+        Raises:
+            InputError: the file is missing or holds other weights.
+        """
+        raise InputError(f"--model {self.name} takes no pretrained weights")
+
+    def load_weights(self, network: nn.Module, weights: Mapping[str, torch.Tensor]) -> None:
+        """Copy pretrained weights (``read_weights``) into the network."""
+        raise InputError(f"--model {self.name} takes no pretrained weights")
+
+    def stored_weights(
         self, state_dict: Mapping[str, torch.Tensor]
     ) -> dict[str, torch.Tensor] | None:
-        """The pretrained feature weights inside a model's state dict (None: none)."""
+        """The pretrained weights inside a model's state dict (None: none)."""
         return None
 
-    # --- training
+    # --- learning: by the Adam loop on patches (``fitted`` False)
 
     def training_batch(
         self, patches: torch.Tensor, rng: np.random.Generator, config: ModelConfig
@@ -128,68 +162,29 @@ class Kind:
         on the CPU, so that seeded runs repeat."""
         raise NotImplementedError
 
+    # --- learning: fitted on whole images in one pass (``fitted`` True)
+
+    def fit(
+        self, network: nn.Module | None, images: Sequence[np.ndarray], *, seed: int,
+        device: torch.device,
+    ) -> dict[str, Any]:  # fmt: skip
+        """Fit the network's buffers to the preprocessed (C, H, W) float32 training images,
+        without gradients; what the fit found, as plain values (stored in the model file).
+        By default nothing is learned (a reference)."""
+        return {}
+
     # --- inference
 
-    residual: ClassVar[str] = "ssim"  # the residual of the default recipe: "ssim", "squared"
-
     def inference_parts(self, network: nn.Module | None) -> dict[str, Part]:
-        """The networks as the parts the recipe calls (``analysis``), functions of tensors:
-        by default "reconstruct", (B, C, P, P) windows → (B, C, P, P) reconstructions."""
+        """The networks as the parts its map maker calls, functions of tensors: by default
+        "reconstruct", (B, C, P, P) windows → (B, C, P, P) reconstructions."""
         return {"reconstruct": network}
 
-    def recipe(self, config: ModelConfig) -> Recipe:
-        """How an image becomes this kind's residual map (``analysis.Recipe``): by default
-        windows reconstructed and averaged, and ``residual`` between image and
-        reconstruction."""
-        return base_recipe(config, reconstruct="windows", residual=self.residual)
-
-
-def base_recipe(config: ModelConfig, **kind_fields: Any) -> Recipe:
-    """A recipe with the model's own settings (P, k, K, blend, smoothing, residual scale,
-    latent size) and the kind's ``kind_fields``."""
-    return Recipe(
-        patch_size=config.patch_size, channels=config.channels, window=config.window,
-        blend=config.blend, smooth=config.smooth, residual_scale=config.residual_scale,
-        latent=config.latent, **kind_fields,
-    )  # fmt: skip
-
-
-class SyntheticDefectsKind(Kind):
-    """A kind trained on patches with synthetic defects drawn as its settings' ``defects``
-    say; the clean patches are the targets."""
-
-    def training_batch(
-        self, patches: torch.Tensor, rng: np.random.Generator, config: ModelConfig
-    ) -> TrainingBatch:
-        return with_synthetic_defects(patches, rng, config.settings.defects)
-
-
-class DefectSegmentingKind(SyntheticDefectsKind):
-    """A kind whose residual is a U-Net's defect probability: not a comparison of image and
-    reconstruction, and its patch side must halve evenly at every U-Net level."""
-
-    compares_images = False
-    discriminate: ClassVar[str] = "image"  # what the U-Net sees
-
-    def check(self, config: ModelConfig) -> None:
-        check_unet_fits(config)
-
-    def recipe(self, config: ModelConfig) -> Recipe:
-        settings = config.settings
-        reconstruct = "windows" if self.discriminate == "image+reconstruction" else "none"
-        return base_recipe(config, reconstruct=reconstruct, residual="probability",
-                           discriminate=self.discriminate, unet_levels=settings.unet_levels,
-                           map_sigma=settings.map_sigma)  # fmt: skip
-
-
-def with_synthetic_defects(
-    patches: torch.Tensor, rng: np.random.Generator, defects: DefectConfig
-) -> TrainingBatch:
-    """Clean (B, C, P, P) patches as targets, with synthetic defects as inputs and their
-    masks (``synthetic.corrupt_batch``)."""
-    corrupted = corrupt_batch(patches.numpy(), rng, defects)
-    return TrainingBatch(
-        inputs=torch.from_numpy(corrupted.pixels),
-        targets=patches,
-        masks=torch.from_numpy(corrupted.masks.astype(np.float32)),
-    )
+    def map_maker(self, config: ModelConfig) -> MapMaker:
+        """How an image becomes this kind's map: by default windows reconstructed and
+        averaged, and ``residual`` between image and reconstruction."""
+        return WindowResidual(
+            channels=config.channels, window=config.window, smooth=config.smooth,
+            patch_size=config.patch_size, blend=config.blend, residual=self.residual,
+            residual_scale=config.residual_scale,
+        )  # fmt: skip

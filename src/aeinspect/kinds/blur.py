@@ -4,17 +4,14 @@ residual is 1 − SSIM."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from dataclasses import dataclass, field
 
 from torch import nn
 
-from aeinspect.analysis import Recipe
 from aeinspect.errors import InputError
-from aeinspect.kinds.base import Kind, Part, base_recipe
-
-if TYPE_CHECKING:
-    from aeinspect.config import ModelConfig
+from aeinspect.kinds.base import Kind, Part
+from aeinspect.kinds.config import ModelConfig
+from aeinspect.maps.makers import BlurResidual, MapMaker
 
 
 @dataclass(frozen=True)
@@ -22,7 +19,7 @@ class BlurSettings:
     """Attributes:
     blur_sigma: σ in pixels of the reference's Gaussian "reconstruction"."""
 
-    blur_sigma: float = 16.0
+    blur_sigma: float = field(default=16.0, metadata={"help": "σ of the reference's blur."})
 
     def __post_init__(self) -> None:
         if not 0 < self.blur_sigma <= 256:
@@ -33,7 +30,7 @@ class BlurKind(Kind):
     name = "blur"
     summary = "the untrained reference: a Gaussian blur as reconstruction, 1 − SSIM residual"
     settings_type = BlurSettings
-    trainable = False
+    fitted = True  # on nothing: it learns nothing
 
     def build_network(self, config: ModelConfig) -> nn.Module | None:
         return None
@@ -41,9 +38,11 @@ class BlurKind(Kind):
     def inference_parts(self, network: nn.Module | None) -> dict[str, Part]:
         return {}
 
-    def recipe(self, config: ModelConfig) -> Recipe:
-        return base_recipe(config, reconstruct="blur", residual="ssim",
-                           blur_sigma=config.settings.blur_sigma)  # fmt: skip
+    def map_maker(self, config: ModelConfig) -> MapMaker:
+        return BlurResidual(
+            channels=config.channels, window=config.window, smooth=config.smooth,
+            blur_sigma=config.settings.blur_sigma, residual_scale=config.residual_scale,
+        )  # fmt: skip
 
 
 KIND = BlurKind()

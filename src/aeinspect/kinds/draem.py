@@ -14,20 +14,18 @@ reconstruction at once.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from dataclasses import dataclass, field
 
 import torch
 from torch import nn
 
 from aeinspect.errors import InputError
-from aeinspect.kinds.base import DefectSegmentingKind, Part, TrainingBatch
-from aeinspect.kinds.restore import check_loss_weights, restoration_loss
-from aeinspect.models import Autoencoder
-from aeinspect.unet import SegmentationSettings, UNet, focal_loss
-
-if TYPE_CHECKING:
-    from aeinspect.config import ModelConfig
+from aeinspect.kinds.base import Part, TrainingBatch
+from aeinspect.kinds.config import ModelConfig
+from aeinspect.kinds.defects import DefectSegmentingKind, SegmentationSettings
+from aeinspect.kinds.restore import L2_WEIGHT, SSIM_WEIGHT, check_loss_weights, restoration_loss
+from aeinspect.nets.autoencoder import Autoencoder
+from aeinspect.nets.unet import UNet, focal_loss
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -39,9 +37,11 @@ class DraemSettings(SegmentationSettings):
         l2_weight, ssim_weight: the restoration loss, as ``restore``'s.
     """
 
-    focal_weight: float = 1.0
-    l2_weight: float = 1.0
-    ssim_weight: float = 1.0
+    focal_weight: float = field(
+        default=1.0, metadata={"help": "weight of the focal loss against the restoration's."}
+    )
+    l2_weight: float = field(default=1.0, metadata=L2_WEIGHT)
+    ssim_weight: float = field(default=1.0, metadata=SSIM_WEIGHT)
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -58,7 +58,8 @@ class RestoreAndSegment(nn.Module):
         super().__init__()
         settings = config.settings
         self.config = config
-        self.restorer = Autoencoder(config)
+        self.restorer = Autoencoder(config.patch_size, config.channels, config.latent)
+        self.restorer.config = config  # restore's loss reads the restoration's weights there
         self.discriminator = UNet(2 * config.channels, settings.unet_width, settings.unet_levels)
 
 
@@ -66,7 +67,7 @@ class DraemKind(DefectSegmentingKind):
     name = "draem"
     summary = "restoring autoencoder + U-Net segmenting synthetic defects; R = defect probability"
     settings_type = DraemSettings
-    discriminate = "image+reconstruction"
+    sees_reconstruction = True
 
     def build_network(self, config: ModelConfig) -> nn.Module:
         return RestoreAndSegment(config)

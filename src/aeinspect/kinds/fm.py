@@ -9,17 +9,15 @@ state dict the user gives (``--features``); they are stored with the other weigh
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from typing import TYPE_CHECKING
+from pathlib import Path
 
 import torch
 from torch import nn
 
-from aeinspect.features import AlexNetFeatures
-from aeinspect.kinds.base import Kind, TrainingBatch
-from aeinspect.models import Autoencoder
-
-if TYPE_CHECKING:
-    from aeinspect.config import ModelConfig
+from aeinspect.kinds.base import Kind, TrainingBatch, WeightsOption
+from aeinspect.kinds.config import ModelConfig
+from aeinspect.nets.alexnet import AlexNetFeatures, load_feature_weights
+from aeinspect.nets.autoencoder import Autoencoder
 
 FEATURE_WEIGHT = 1.0  # λ of the fm loss, the paper's value
 FEATURE_PREFIX = "features."
@@ -31,7 +29,8 @@ class FeatureMatchingAutoencoder(Autoencoder):
     in its state dict). ``forward`` is the plain autoencoder's."""
 
     def __init__(self, config: ModelConfig) -> None:
-        super().__init__(config)
+        super().__init__(config.patch_size, config.channels, config.latent)
+        self.config = config
         self.features = AlexNetFeatures()
 
 
@@ -49,16 +48,19 @@ def feature_matching_loss(
 class FeatureMatchingKind(Kind):
     name = "fm"
     summary = "L2 plus AlexNet feature matching; squared-error residual (needs --features)"
-    takes_features = True
+    weights = WeightsOption("features", "state dict file of an AlexNet (torchvision key names).")
     residual = "squared"
 
     def build_network(self, config: ModelConfig) -> nn.Module:
         return FeatureMatchingAutoencoder(config)
 
-    def load_features(self, network: nn.Module, features: Mapping[str, torch.Tensor]) -> None:
-        network.features.load_weights(dict(features))
+    def read_weights(self, path: Path) -> dict[str, torch.Tensor]:
+        return load_feature_weights(path)
 
-    def stored_features(self, state_dict: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    def load_weights(self, network: nn.Module, weights: Mapping[str, torch.Tensor]) -> None:
+        network.features.load_weights(dict(weights))
+
+    def stored_weights(self, state_dict: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         """F's AlexNet weights, under torchvision's key names."""
         return {k: v for k, v in state_dict.items() if k.startswith(FEATURE_PREFIX)}
 

@@ -9,10 +9,14 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
+from aeinspect.data.synthetic import DefectConfig
 from aeinspect.errors import InputError
-from aeinspect.kinds.base import SyntheticDefectsKind, TrainingBatch
-from aeinspect.ssim import ssim_loss
-from aeinspect.synthetic import DefectConfig
+from aeinspect.kinds.base import TrainingBatch
+from aeinspect.kinds.defects import DEFECTS_OPTION, SyntheticDefectsKind
+from aeinspect.nets.ssim_loss import ssim_loss
+
+L2_WEIGHT = {"help": "weight of the restoration's mean squared error."}
+SSIM_WEIGHT = {"help": "weight of the restoration's mean(1 − SSIM)."}
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -22,9 +26,9 @@ class RestoreSettings:
     ssim_weight: weight of mean(1 − SSIM) between them.
     defects: how the synthetic defects are drawn."""
 
-    l2_weight: float = 1.0
-    ssim_weight: float = 1.0
-    defects: DefectConfig = field(default_factory=DefectConfig)
+    l2_weight: float = field(default=1.0, metadata=L2_WEIGHT)
+    ssim_weight: float = field(default=1.0, metadata=SSIM_WEIGHT)
+    defects: DefectConfig = field(default_factory=DefectConfig, metadata=DEFECTS_OPTION)
 
     def __post_init__(self) -> None:
         check_loss_weights(l2_weight=self.l2_weight, ssim_weight=self.ssim_weight)

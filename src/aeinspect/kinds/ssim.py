@@ -7,7 +7,7 @@ import torch
 from torch import nn
 
 from aeinspect.kinds.base import Kind, TrainingBatch
-from aeinspect.ssim import ssim_loss
+from aeinspect.nets.ssim_loss import ssim_loss
 
 
 class SSIMKind(Kind):

@@ -9,16 +9,14 @@ It has no reconstruction; the image itself stands in for one in ``segment``'s ou
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
 import torch
 from torch import nn
 
-from aeinspect.kinds.base import DefectSegmentingKind, Part, TrainingBatch
-from aeinspect.unet import SegmentationSettings, UNet, focal_loss
-
-if TYPE_CHECKING:
-    from aeinspect.config import ModelConfig
+from aeinspect.kinds.base import Part, TrainingBatch
+from aeinspect.kinds.config import ModelConfig
+from aeinspect.kinds.defects import DefectSegmentingKind, SegmentationSettings
+from aeinspect.nets.unet import UNet, focal_loss
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -41,7 +39,6 @@ class UnetKind(DefectSegmentingKind):
     name = "unet"
     summary = "a U-Net segmenting synthetic defects on the image alone; R = defect probability"
     settings_type = UnetSettings
-    discriminate = "image"
 
     def build_network(self, config: ModelConfig) -> nn.Module:
         return DefectSegmenter(config)

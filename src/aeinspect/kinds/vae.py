@@ -10,20 +10,17 @@ reconstructions.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from dataclasses import dataclass, field
 
 import torch
 from torch import nn
 
-from aeinspect.analysis import Recipe
 from aeinspect.errors import InputError
-from aeinspect.kinds import kinds_where
-from aeinspect.kinds.base import Kind, Part, TrainingBatch, base_recipe
-from aeinspect.models import Autoencoder
-
-if TYPE_CHECKING:
-    from aeinspect.config import ModelConfig
+from aeinspect.kinds.base import Kind, Part, TrainingBatch
+from aeinspect.kinds.config import ModelConfig
+from aeinspect.kinds.registry import kinds_where
+from aeinspect.maps.makers import MapMaker, SampledLikelihood
+from aeinspect.nets.autoencoder import Autoencoder
 
 
 @dataclass(frozen=True)
@@ -31,7 +28,7 @@ class VaeSettings:
     """Attributes:
     samples: N, latent samples decoded per window for the residual."""
 
-    samples: int = 6
+    samples: int = field(default=6, metadata={"help": "latent samples N decoded per window."})
 
     def __post_init__(self) -> None:
         if self.samples < 1:
@@ -59,6 +56,10 @@ class VariationalAutoencoder(Autoencoder):
     """
 
     heads = 2
+
+    def __init__(self, config: ModelConfig) -> None:
+        super().__init__(config.patch_size, config.channels, config.latent)
+        self.config = config
 
     def posterior(self, x: torch.Tensor) -> Posterior:
         """Q(z|x) of a (B, k, P, P) batch."""
@@ -127,11 +128,14 @@ class VaeKind(Kind):
         P, P) reconstructions from N latent samples each."""
         return {"sample": network.sample_reconstructions}
 
-    def recipe(self, config: ModelConfig) -> Recipe:
+    def map_maker(self, config: ModelConfig) -> MapMaker:
         """N sampled reconstructions per window, each stitched; R = −log p(x | z1…zN)
-        (``analysis.likelihood_residual``)."""
-        return base_recipe(config, reconstruct="samples", residual="likelihood",
-                           samples=config.settings.samples)  # fmt: skip
+        (``residuals.likelihood_residual``)."""
+        return SampledLikelihood(
+            channels=config.channels, window=config.window, smooth=config.smooth,
+            patch_size=config.patch_size, blend=config.blend, latent=config.latent,
+            samples=config.settings.samples,
+        )  # fmt: skip
 
 
 KIND = VaeKind()

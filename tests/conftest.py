@@ -33,6 +33,22 @@ def with_blob(image: np.ndarray) -> np.ndarray:
     return painted
 
 
+def ready_network(config):
+    """The network a model file of ``config`` holds, seeded; a fitted kind's fitted on three
+    small striped images (its pretrained backbone as drawn, not ImageNet's)."""
+    import torch
+
+    from aeinspect.kinds.base import get_kind
+    from aeinspect.train.step import new_model
+
+    kind = get_kind(config.kind)
+    network = new_model(config, seed=0)
+    if kind.fitted and network is not None:
+        images = [(stripes(40, 56, seed)[None] / 255.0).astype(np.float32) for seed in range(3)]
+        kind.fit(network, images, seed=0, device=torch.device("cpu"))
+    return network
+
+
 def as_version_1(payload: dict) -> dict:
     """A version-2 model-file payload written as version 1 wrote it: the kind's settings
     flat in ``model`` (samples and blur_sigma, every kind carrying both), the decision as a

@@ -18,6 +18,7 @@ from aeinspect.kinds.base import get_kind
 from aeinspect.kinds.config import ModelConfig
 from aeinspect.kinds.registry import kind_names
 from aeinspect.maps.decision import Decision
+from aeinspect.maps.fusion import FusionConfig
 from aeinspect.maps.thresholds import TuneConfig
 from aeinspect.maps.windows import SegmentConfig
 from aeinspect.model.schedule import TrainConfig
@@ -29,12 +30,13 @@ SETTINGS = {  # where each command's options come from
     "segment": [SegmentConfig, Decision],
     "evaluate": [SegmentConfig],
     "tune": [TuneConfig, SegmentConfig],
+    "combine": [FusionConfig, TuneConfig],
 }
 RENAMED = {"num": "num_patches", "size": "patch_size", "model": "kind"}  # option → field
 CLI_ONLY = {"device", "json_output", "quiet", "fail_on_defect", "output", "images", "dataset",
             "model_file", "resume", "features", "grid", "save", "shard", "version",
             "synthetic", "overwrite", "threads", "debug", "checkpoint_minutes", "backend",
-            "precision", "opset", "report"}  # fmt: skip
+            "precision", "opset", "report", "models", "backbone_weights"}  # fmt: skip
 
 
 def defaults_of(command: str, name: str) -> set:

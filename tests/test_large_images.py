@@ -21,7 +21,7 @@ from aeinspect.maps.windows import SegmentConfig
 from aeinspect.model.file import ModelFile
 from aeinspect.model.schedule import TrainConfig
 from aeinspect.nets import unet
-from aeinspect.train.step import new_model
+from conftest import ready_network
 
 
 def random_pair(height: int, width: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
@@ -71,7 +71,7 @@ def test_the_unet_in_tiles_gives_the_logits_of_one_pass(monkeypatch: pytest.Monk
 
 def model_file_of(kind: str, **settings) -> ModelFile:
     config = ModelConfig(kind=kind, patch_size=32, latent=8, **settings)
-    network = new_model(config, seed=0)
+    network = ready_network(config)
     state = {} if network is None else network.state_dict()
     return ModelFile(model=config, preprocess=Preprocess(), train=TrainConfig(), state_dict=state)
 

@@ -28,8 +28,7 @@ from aeinspect.maps.decision import Decision
 from aeinspect.maps.windows import SegmentConfig
 from aeinspect.model.file import ModelFile
 from aeinspect.model.schedule import TrainConfig
-from aeinspect.train.step import new_model
-from conftest import error_line, stripes
+from conftest import error_line, ready_network, stripes
 
 pytest.importorskip("onnxruntime")
 runner = CliRunner()
@@ -43,7 +42,7 @@ def model_file_of(kind: str) -> ModelFile:
     settings = {"draem": DraemSettings(unet_width=8), "unet": UnetSettings(unet_width=8),
                 "vae": VaeSettings(samples=3)}.get(kind)  # fmt: skip
     config = ModelConfig(kind=kind, patch_size=32, latent=8, residual_scale=1, settings=settings)
-    network = new_model(config, seed=0)
+    network = ready_network(config)
     return ModelFile(model=config, preprocess=Preprocess(), train=TrainConfig(),
                      state_dict={} if network is None else network.state_dict(),
                      decision=Decision(threshold=0.4))  # fmt: skip

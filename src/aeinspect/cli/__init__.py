@@ -6,6 +6,7 @@ is one ``Error: …`` line and exit code 2; a fault of aeinspect's own, exit cod
 """
 
 from aeinspect.cli import (  # noqa: F401  (they register the commands)
+    combine,
     crop,
     evaluate,
     export,

@@ -20,10 +20,12 @@ from typer.core import TyperGroup
 
 from aeinspect import __version__
 from aeinspect.errors import AeinspectError, InputError, Note
-from aeinspect.infer.onnx_model import OnnxBackend, load_onnx_model
+from aeinspect.infer.fused import FusedSegmenter, MemberBackend
+from aeinspect.infer.onnx_model import OnnxBackend, OnnxCombination, load_onnx_model
 from aeinspect.infer.segmenter import BACKENDS, Segmenter
 from aeinspect.infer.torch_backend import TorchBackend
-from aeinspect.model.file import ModelFile, load_model
+from aeinspect.model.combination import Combination, load_any
+from aeinspect.model.file import ModelFile
 from aeinspect.runtime import select_device, set_threads
 
 EXIT_DEFECT = 1  # --fail-on-defect and a defect found
@@ -191,9 +193,12 @@ class GracefulStop:
         self.signal = number
 
 
-def open_segmenter(path: Path, backend: str, device: str, precision: str) -> Segmenter:
-    """A segmenter of the model at ``path``: a model file in torch on ``device`` at
-    ``precision``, or with backend "onnx" an ONNX export in ONNX Runtime on the CPU.
+def open_segmenter(
+    path: Path, backend: str, device: str, precision: str
+) -> Segmenter | FusedSegmenter:
+    """A segmenter of the model at ``path``: a model file (or a combination) in torch on
+    ``device`` at ``precision``, or with backend "onnx" an ONNX export in ONNX Runtime on
+    the CPU.
 
     Raises:
         InputError: an unknown backend, or device and precision options that ONNX Runtime
@@ -203,25 +208,40 @@ def open_segmenter(path: Path, backend: str, device: str, precision: str) -> Seg
         raise InputError(f"--backend must be {' or '.join(BACKENDS)}, got {backend!r}")
     if backend == "torch":
         model = load_model_for_use(path)
-        return Segmenter(model, backend=TorchBackend(model, select_device(device), precision))
+        chosen = select_device(device)
+
+        def torch_segmenter(one: ModelFile) -> Segmenter:
+            return Segmenter(one, backend=TorchBackend(one, chosen, precision))
+
+        if isinstance(model, Combination):
+            return FusedSegmenter(model, [torch_segmenter(member) for member in model.members])
+        return torch_segmenter(model)
     if precision != "fp32" or device not in ("auto", "cpu"):
         raise InputError("--backend onnx runs on the CPU in fp32; leave out --device and "
                          "--precision")  # fmt: skip
     model = load_onnx_model(path)
-    return Segmenter(model, backend=OnnxBackend(model))
+    runtime = OnnxBackend(model)
+    if isinstance(model, OnnxCombination):
+        members = [Segmenter(member, backend=MemberBackend.of(runtime, index))
+                   for index, member in enumerate(model.members)]  # fmt: skip
+        return FusedSegmenter(model, members)
+    return Segmenter(model, backend=runtime)
 
 
-def load_model_for_use(path: Path) -> ModelFile:
-    """The model file at ``path``, for segment, tune and evaluate; a note on stderr when its
-    training has not finished (its weights are then the best so far)."""
-    model_file = load_model(path)
-    if not model_file.finished:
-        typer.echo(
-            f"Note: {path} is {model_file.progress()}; its weights are the best so far "
-            f"(go on training with: aeinspect train --resume {path})",
-            err=True,
-        )
-    return model_file
+def load_model_for_use(path: Path) -> ModelFile | Combination:
+    """The model file (or combination) at ``path``, for segment, tune, evaluate and export; a
+    note on stderr when a model's training has not finished (its weights are then the best
+    so far)."""
+    model = load_any(path)
+    members = model.members if isinstance(model, Combination) else (model,)
+    for member in members:
+        if not member.finished:
+            typer.echo(
+                f"Note: {path} is {member.progress()}; its weights are the best so far (go on "
+                f"training with: aeinspect train --resume {path})",
+                err=True,
+            )
+    return model
 
 
 def show_progress(quiet: bool) -> bool:

@@ -17,6 +17,7 @@ import typer
 from aeinspect.cli.options import shown
 from aeinspect.errors import InputError
 from aeinspect.kinds.base import get_kind
+from aeinspect.kinds.config import ModelConfig
 from aeinspect.kinds.registry import all_kinds
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -71,31 +72,35 @@ def with_kind_options(function: F) -> F:
 
 def kind_settings(given: Mapping[str, Any]) -> dict[str, Any]:
     """The kinds' settings among the options ``given`` (name → value), each parsed from its
-    text where its field says how (``--defects``)."""
+    text where its field says how (``--defects``, ``--stages``); values parsed already stay."""
     fields = _settings_fields()
     settings = {}
     for name, value in given.items():
         if name in fields and value is not None:
             parse = fields[name][0].metadata.get("parse")
-            settings[name] = parse(value) if parse else value
+            settings[name] = parse(value) if parse and isinstance(value, str) else value
     return settings
 
 
-def kind_weights(kind_name: str, given: Mapping[str, Any]) -> dict[str, Any] | None:
-    """The pretrained weights of the weights option given (read by its kind), or None.
+def kind_weights(config: ModelConfig, given: Mapping[str, Any]) -> dict[str, Any] | None:
+    """The pretrained weights a new model of ``config`` starts from: its kind's, from the
+    file of its weights option when given (``Kind.pretrained``); None for a kind without.
 
     Raises:
-        InputError: the option is another kind's, or the file is unusable.
+        InputError: another kind's weights option, or unusable weights.
     """
     for name, (owner, _) in _weights_options().items():
-        path = given.get(name)
-        if path is None:
-            continue
-        if owner != kind_name:
+        if given.get(name) is not None and owner != config.kind:
             flag = "--" + name.replace("_", "-")
-            raise InputError(f"{flag} is for --model {owner} only, not --model {kind_name}")
-        return get_kind(owner).read_weights(path)
-    return None
+            raise InputError(f"{flag} is for --model {owner} only, not --model {config.kind}")
+    kind = get_kind(config.kind)
+    return kind.pretrained(config, None if kind.weights is None else given.get(kind.weights.name))
+
+
+def weights_flag_given(given: Mapping[str, Any]) -> str | None:
+    """The flag of a pretrained-weights option among ``given`` (name → value), if any."""
+    names = [name for name in _weights_options() if given.get(name) is not None]
+    return "--" + names[0].replace("_", "-") if names else None
 
 
 def is_weights_option(name: str) -> bool:

@@ -10,6 +10,8 @@ import typer
 from aeinspect.cli._app import command, load_model_for_use
 from aeinspect.cli.options import Device, OverwriteFiles, Quiet
 from aeinspect.data.files import check_output_folder
+from aeinspect.errors import InputError
+from aeinspect.model.combination import Combination
 from aeinspect.report.training import write_training_report
 from aeinspect.runtime import select_device
 
@@ -27,6 +29,9 @@ def report(
     reconstructions of the good images held out from training. train --report does the
     same after training."""
     check_output_folder(output, overwrite=overwrite)
-    page = write_training_report(load_model_for_use(model), output, name=model.name,
-                                 device=select_device(device))  # fmt: skip
+    loaded = load_model_for_use(model)
+    if isinstance(loaded, Combination):
+        raise InputError(f"{model} combines two models; report on each of the model files "
+                         "that were combined")  # fmt: skip
+    page = write_training_report(loaded, output, name=model.name, device=select_device(device))
     typer.echo(str(page))

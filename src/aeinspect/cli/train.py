@@ -17,6 +17,7 @@ from aeinspect.cli.kind_options import (
     is_weights_option,
     kind_settings,
     kind_weights,
+    weights_flag_given,
     with_kind_options,
 )
 from aeinspect.cli.options import (
@@ -89,6 +90,8 @@ def train(
     ranks = distributed.from_environment()
     given = _options_given(ctx)
     if resume is not None:
+        if flag := weights_flag_given(ctx.params):
+            raise InputError(f"a resumed model keeps its stored weights; leave out {flag}")
         plan = _resumed_run(resume, images, output, overwrite, given, ranks)
     else:
         plan = _new_run(ctx.params, given, ranks)
@@ -171,7 +174,7 @@ def _new_run(params: dict[str, Any], given: dict[str, Any],
                                            "max_minutes", "seed")},
     )  # fmt: skip
     return _Plan(inputs=inputs, model=model, schedule=schedule, output=output,
-                 weights=kind_weights(model.kind, params))  # fmt: skip
+                 weights=kind_weights(model, params))  # fmt: skip
 
 
 def _resumed_run(
@@ -239,13 +242,22 @@ def _options_given(ctx: typer.Context) -> dict[str, Any]:
 
 
 class _TrainProgress:
-    """A bar over each epoch's patches and a kept line per epoch, on stderr."""
+    """A bar over each epoch's patches and a kept line per epoch (a fitted kind's: a bar over
+    the images), on stderr."""
 
     def __init__(self) -> None:
         self.bar: tqdm | None = None
 
     def callbacks(self) -> Progress:
-        return Progress(on_epoch=self.epoch, on_batch=self.batch)
+        return Progress(on_epoch=self.epoch, on_batch=self.batch, on_image=self.image)
+
+    def image(self, done: int, total: int) -> None:
+        if self.bar is None:
+            self.bar = tqdm(total=total, desc="fitting", unit="image", leave=False)
+        self.bar.update(done - self.bar.n)
+        if done == total:
+            self.bar.close()
+            self.bar = None
 
     def batch(self, epoch: int, done: int, total: int) -> None:
         if self.bar is None:
@@ -267,7 +279,14 @@ class _TrainProgress:
 
 
 def _train_lines(summary: dict[str, Any]) -> str:
-    if summary["best_val_loss"] is None:
+    fit = summary["fit"] or {}
+    if "bank" in fit:
+        first = (
+            f"{summary['model_file']}: {summary['model']} model fitted on {fit['images']} "
+            f"images: a bank of {fit['bank']:,} of their {fit['features']:,} feature vectors "
+            f"(coverage radius {fit['coverage_radius']:.3g}), {fit['seconds']:.0f} s"
+        )
+    elif summary["best_val_loss"] is None:
         first = f"{summary['model_file']}: {summary['model']} reference, nothing to train"
     else:
         first = (

@@ -12,17 +12,26 @@ from __future__ import annotations
 
 import io
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from dataclasses import asdict
 from pathlib import Path
+from typing import Any
 
 import torch
 from torch import nn
 
 from aeinspect.data.files import write_bytes_atomic
 from aeinspect.errors import InputError
-from aeinspect.infer.onnx_model import OnnxModel, load_onnx_model, metadata, part_inputs
+from aeinspect.infer.onnx_model import (
+    OnnxCombination,
+    OnnxModel,
+    load_onnx_model,
+    metadata,
+    part_inputs,
+)
 from aeinspect.kinds.base import get_kind
 from aeinspect.maps.parts import PartSpec
+from aeinspect.model.combination import Combination
 from aeinspect.model.file import ModelFile
 
 OPSET = 17  # ONNX Runtime 1.16 and newer run it, as do most other runtimes
@@ -33,10 +42,10 @@ class _Parts(nn.Module):
     """Parts as one module: ``forward`` takes every part's inputs, part by part in the order
     of ``specs``, and returns every part's output."""
 
-    def __init__(self, network: nn.Module, functions: dict[str, Function],
+    def __init__(self, networks: nn.ModuleList, functions: dict[str, Function],
                  specs: dict[str, PartSpec]) -> None:  # fmt: skip
         super().__init__()
-        self.network = network
+        self.networks = networks
         self.functions = functions
         self.specs = specs
 
@@ -49,8 +58,11 @@ class _Parts(nn.Module):
         return tuple(outputs)
 
 
-def export_model(model_file: ModelFile, path: Path, *, opset: int = OPSET) -> OnnxModel:
-    """Write ``model_file``'s networks and settings to ``path`` as ONNX, atomically.
+def export_model(
+    model: ModelFile | Combination, path: Path, *, opset: int = OPSET
+) -> OnnxModel | OnnxCombination:
+    """Write a model file's networks and settings to ``path`` as ONNX, atomically; a
+    combination's both members', their parts named "0.…" and "1.…".
 
     Raises:
         InputError: the ``onnx`` package is missing.
@@ -59,29 +71,56 @@ def export_model(model_file: ModelFile, path: Path, *, opset: int = OPSET) -> On
         import onnx
     except ImportError:
         raise InputError("export needs onnx: pip install 'aeinspect[onnx]'") from None
-    kind = get_kind(model_file.model.kind)
-    network = kind.build_network(model_file.model)
-    maker = model_file.maker
-    specs = maker.parts
-    if network is not None:
-        network.load_state_dict(model_file.state_dict)
-        network.eval()
-        proto = _graph(_Parts(network, kind.inference_parts(network), specs), specs, opset)
-    else:
-        proto = _placeholder_graph(opset)
+    combined = isinstance(model, Combination)
+    members = model.members if combined else (model,)
+    prefixes = [f"{index}." if combined else "" for index in range(len(members))]
+    networks, functions, specs = _parts_of(members, prefixes)
+    proto = _graph(_Parts(networks, functions, specs), specs, opset) if specs else (
+        _placeholder_graph(opset))  # fmt: skip
     if len(specs) > 1:
         _give_inputs_defaults(proto, specs)
-    described = {key: value for key, value in model_file.describe().items()
-                 if key != "threshold"}  # fmt: skip
+    described = {key: value for key, value in model.describe().items() if key != "threshold"}
     entry = proto.metadata_props.add()
     entry.key, entry.value = "aeinspect", metadata(
-        maker=maker, preprocess=model_file.preprocess, decision=model_file.decision,
-        description=described, validation_images=model_file.validation_images,
-        parts={name: part_inputs(maker, name) for name in specs}, opset=opset,
+        work=_work(model, prefixes), preprocess=model.preprocess, decision=model.decision,
+        description=described, validation_images=model.validation_images,
+        parts={name: [f"{name}.{one.name}" for one in spec.inputs]
+               for name, spec in specs.items()}, opset=opset,
     )  # fmt: skip
     onnx.checker.check_model(proto)
     write_bytes_atomic(path, proto.SerializeToString())
     return load_onnx_model(path)
+
+
+def _parts_of(
+    members: Sequence[ModelFile], prefixes: Sequence[str]
+) -> tuple[nn.ModuleList, dict[str, Function], dict[str, PartSpec]]:
+    """The members' networks, loaded and in eval mode, and their parts and part specs by
+    prefixed name."""
+    networks, functions, specs = nn.ModuleList(), {}, {}
+    for prefix, member in zip(prefixes, members, strict=True):
+        kind = get_kind(member.model.kind)
+        network = kind.build_network(member.model)
+        if network is None:
+            continue  # a reference without networks
+        network.load_state_dict(member.state_dict)
+        networks.append(network.eval())
+        functions.update({prefix + name: f for name, f in kind.inference_parts(network).items()})
+        specs.update({prefix + name: spec for name, spec in member.maker.parts.items()})
+    return networks, functions, specs
+
+
+def _work(model: ModelFile | Combination, prefixes: Sequence[str]) -> dict[str, Any]:
+    """What the metadata says of how an image becomes a map: a maker, or the members'."""
+    if not isinstance(model, Combination):
+        return {"map": model.maker.as_dict()}
+    members = [{"map": member.maker.as_dict(), "preprocess": asdict(member.preprocess),
+                "model": {k: v for k, v in member.describe().items() if k != "threshold"},
+                "parts": {name: part_inputs(member.maker, name, prefix)
+                          for name in member.maker.parts}}
+               for prefix, member in zip(prefixes, model.members, strict=True)]  # fmt: skip
+    return {"combination": {"members": members, "fusion": model.fusion,
+                            "normalisers": [asdict(n) for n in model.normalisers]}}  # fmt: skip
 
 
 def example_inputs(spec: PartSpec) -> tuple[torch.Tensor, ...]:

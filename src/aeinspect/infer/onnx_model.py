@@ -20,10 +20,11 @@ from aeinspect.data.files import write_bytes_atomic
 from aeinspect.data.images import Preprocess
 from aeinspect.errors import InputError, ModelFileError
 from aeinspect.maps.decision import Decision
+from aeinspect.maps.fusion import Normaliser
+from aeinspect.maps.maker import MapMaker
 from aeinspect.maps.makers import (
     BlurResidual,
     DefectProbability,
-    MapMaker,
     SampledLikelihood,
     WindowResidual,
     maker_from_dict,
@@ -91,9 +92,35 @@ def maker_from_recipe(recipe: dict[str, Any]) -> MapMaker:
                           residual_scale=recipe["residual_scale"])  # fmt: skip
 
 
+@dataclass(frozen=True)
+class OnnxCombination:
+    """What an export of a combination says: its members as ``OnnxModel``s (their parts'
+    names without the member's "0." or "1."), their normalisers and fusion, the
+    combination's operating point; ``parts`` are the graph's, prefixed."""
+
+    path: Path
+    members: tuple[OnnxModel, OnnxModel]
+    normalisers: tuple[Normaliser, Normaliser]
+    fusion: str
+    decision: Decision | None
+    segment: SegmentConfig
+    description: dict[str, Any]
+    validation_images: list[str] = field(default_factory=list)
+    parts: dict[str, list[str]] = field(default_factory=dict)
+    history: tuple = ()
+
+    @property
+    def preprocess(self) -> Preprocess:
+        return Preprocess(channels=self.members[0].preprocess.channels)
+
+    def describe(self) -> dict[str, Any]:
+        decision = None if self.decision is None else self.decision.record()
+        return {**self.description, "threshold": decision, "backend": "onnx"}
+
+
 def metadata(
     *,
-    maker: MapMaker,
+    work: dict[str, Any],
     preprocess: Preprocess,
     decision: Decision | None,
     description: dict[str, Any],
@@ -101,18 +128,19 @@ def metadata(
     parts: dict[str, list[str]],
     opset: int,
 ) -> str:
-    """The JSON that an export stores under the metadata key ``aeinspect``."""
+    """The JSON that an export stores under the metadata key ``aeinspect``; ``work`` is
+    {"map": a maker's ``as_dict``} or {"combination": its members and fusion}."""
     return json.dumps({
-        "format": FORMAT, "format_version": FORMAT_VERSION, "opset": opset,
-        "map": maker.as_dict(), "preprocess": asdict(preprocess),
+        "format": FORMAT, "format_version": FORMAT_VERSION, "opset": opset, **work,
+        "preprocess": asdict(preprocess),
         "decision": None if decision is None else asdict(decision),
         "segment": asdict(SegmentConfig()), "model": description,
         "validation_images": validation_images, "parts": parts,
     })  # fmt: skip
 
 
-def load_onnx_model(path: Path) -> OnnxModel:
-    """The model an exported ``.onnx`` file describes.
+def load_onnx_model(path: Path) -> OnnxModel | OnnxCombination:
+    """The model, or combination, that an exported ``.onnx`` file describes.
 
     Raises:
         ModelFileError: missing, not an ONNX file, not one that ``aeinspect export`` wrote,
@@ -130,17 +158,37 @@ def load_onnx_model(path: Path) -> OnnxModel:
                 f"{path} has ONNX export format {version!r}; this aeinspect reads versions 1 "
                 f"and {FORMAT_VERSION} (export the model again)"
             )
-        decision = data["decision"]
+        if "combination" in data:
+            return _combination(path, data)
         maker = maker_from_recipe(data["recipe"]) if version == 1 else maker_from_dict(data["map"])
-        return OnnxModel(
-            path=path, maker=maker,
-            preprocess=Preprocess(**data["preprocess"]),
-            decision=None if decision is None else Decision(**decision),
-            segment=SegmentConfig(**data["segment"]), description=dict(data["model"]),
-            validation_images=list(data["validation_images"]), parts=dict(data["parts"]),
-        )  # fmt: skip
+        return _model(path, data, maker)
     except (KeyError, TypeError, ValueError, InputError) as error:
         raise ModelFileError(f"{path} holds damaged aeinspect metadata ({error})") from None
+
+
+def _model(path: Path, data: dict[str, Any], maker: MapMaker) -> OnnxModel:
+    decision = data.get("decision")
+    return OnnxModel(
+        path=path, maker=maker, preprocess=Preprocess(**data["preprocess"]),
+        decision=None if decision is None else Decision(**decision),
+        segment=SegmentConfig(**data["segment"]), description=dict(data["model"]),
+        validation_images=list(data.get("validation_images", [])), parts=dict(data["parts"]),
+    )  # fmt: skip
+
+
+def _combination(path: Path, data: dict[str, Any]) -> OnnxCombination:
+    combined = data["combination"]
+    members = tuple(_model(path, {**member, "segment": data["segment"]},
+                           maker_from_dict(member["map"]))
+                    for member in combined["members"])  # fmt: skip
+    decision = data["decision"]
+    return OnnxCombination(
+        path=path, members=members,
+        normalisers=tuple(Normaliser(**n) for n in combined["normalisers"]),
+        fusion=combined["fusion"], decision=None if decision is None else Decision(**decision),
+        segment=SegmentConfig(**data["segment"]), description=dict(data["model"]),
+        validation_images=list(data["validation_images"]), parts=dict(data["parts"]),
+    )  # fmt: skip
 
 
 def _session(path: Path, threads: int) -> Any:
@@ -173,7 +221,7 @@ class OnnxBackend:
     """An exported model's networks in ONNX Runtime on the CPU, as the parts ``analysis``
     calls; it runs on as many threads as OpenCV was given (``--threads``)."""
 
-    def __init__(self, model: OnnxModel) -> None:
+    def __init__(self, model: OnnxModel | OnnxCombination) -> None:
         self.session = _session(model.path, threads=max(1, cv2.getNumThreads()))
         self.parts = {name: self._part(name, inputs) for name, inputs in model.parts.items()}
 
@@ -186,12 +234,13 @@ class OnnxBackend:
         return run
 
 
-def part_inputs(maker: MapMaker, part: str) -> list[str]:
-    """The graph input names of a part: "reconstruct.windows", …"""
-    return [f"{part}.{spec.name}" for spec in maker.parts[part].inputs]
+def part_inputs(maker: MapMaker, part: str, prefix: str = "") -> list[str]:
+    """The graph input names of a part: "reconstruct.windows", … (a combination's member's
+    with its ``prefix``, "0." or "1.")."""
+    return [f"{prefix}{part}.{spec.name}" for spec in maker.parts[part].inputs]
 
 
-def save_decision(model: OnnxModel, decision: Decision) -> None:
+def save_decision(model: OnnxModel | OnnxCombination, decision: Decision) -> None:
     """Write ``decision`` into the metadata of ``model``'s file, atomically.
 
     Raises:

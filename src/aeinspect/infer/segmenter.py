@@ -21,7 +21,7 @@ from aeinspect.data.images import Image, Preprocess, resize
 from aeinspect.data.sources import ImageSource
 from aeinspect.errors import InputError
 from aeinspect.maps.decision import Decision
-from aeinspect.maps.makers import MapMaker
+from aeinspect.maps.maker import MapMaker
 from aeinspect.maps.masks import Mask
 from aeinspect.maps.parts import Part
 from aeinspect.maps.ssim import ssim_components

@@ -11,7 +11,7 @@ from typing import Any
 
 from aeinspect.data.images import Image
 from aeinspect.errors import InputError
-from aeinspect.infer.onnx_model import OnnxModel, save_decision
+from aeinspect.infer.onnx_model import OnnxCombination, OnnxModel, save_decision
 from aeinspect.infer.segmenter import Segmenter
 from aeinspect.maps.decision import Decision
 from aeinspect.maps.thresholds import (
@@ -23,6 +23,7 @@ from aeinspect.maps.thresholds import (
     threshold_by_fpr,
 )
 from aeinspect.maps.windows import SegmentConfig
+from aeinspect.model.combination import Combination, save_combination
 from aeinspect.model.file import ModelFile, save_model
 
 
@@ -56,10 +57,14 @@ def tune_on_good_images(
     raise InputError(f"--method {tune.method} needs a labelled set, not good images only")
 
 
-def store_decision(path: Path, model: ModelFile | OnnxModel, decision: Decision) -> None:
+def store_decision(
+    path: Path, model: ModelFile | Combination | OnnxModel | OnnxCombination, decision: Decision
+) -> None:
     """Write ``decision`` into the file ``model`` was read from, atomically."""
-    if isinstance(model, OnnxModel):
+    if isinstance(model, OnnxModel | OnnxCombination):
         save_decision(model, decision)
+    elif isinstance(model, Combination):
+        save_combination(path, replace(model, decision=decision))
     else:
         save_model(path, replace(model, decision=decision))
 

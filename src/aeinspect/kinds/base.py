@@ -20,7 +20,8 @@ from torch import nn
 from aeinspect.errors import InputError
 from aeinspect.kinds.config import ModelConfig
 from aeinspect.kinds.registry import lookup
-from aeinspect.maps.makers import MapMaker, WindowResidual
+from aeinspect.maps.maker import MapMaker
+from aeinspect.maps.makers import WindowResidual
 from aeinspect.nets.autoencoder import Autoencoder
 
 Part = Callable[..., Any]  # a network at inference: tensors in, a tensor out
@@ -128,16 +129,21 @@ class Kind:
         network.config = config  # what the kind's loss reads (its window, its settings)
         return network
 
-    def read_weights(self, path: Path) -> dict[str, torch.Tensor]:
-        """The pretrained weights in ``path`` (``weights`` kinds), checked.
+    def pretrained(self, config: ModelConfig, path: Path | None) -> dict[str, torch.Tensor] | None:
+        """The pretrained weights a new network of ``config`` starts from: those in ``path``
+        (the file given with its ``weights`` option), checked, or where the kind finds them
+        by itself; None for a kind that takes none.
 
         Raises:
-            InputError: the file is missing or holds other weights.
+            InputError: a file for a kind that takes none, none where one is needed, or a
+                file that holds other weights.
         """
-        raise InputError(f"--model {self.name} takes no pretrained weights")
+        if path is not None:
+            raise InputError(f"--model {self.name} takes no pretrained weights")
+        return None
 
     def load_weights(self, network: nn.Module, weights: Mapping[str, torch.Tensor]) -> None:
-        """Copy pretrained weights (``read_weights``) into the network."""
+        """Copy pretrained weights (``pretrained``) into the network."""
         raise InputError(f"--model {self.name} takes no pretrained weights")
 
     def stored_weights(
@@ -166,11 +172,12 @@ class Kind:
 
     def fit(
         self, network: nn.Module | None, images: Sequence[np.ndarray], *, seed: int,
-        device: torch.device,
+        device: torch.device, progress: Callable[[int, int], None] | None = None,
     ) -> dict[str, Any]:  # fmt: skip
         """Fit the network's buffers to the preprocessed (C, H, W) float32 training images,
-        without gradients; what the fit found, as plain values (stored in the model file).
-        By default nothing is learned (a reference)."""
+        without gradients, calling ``progress(done, total)`` after each image; what the fit
+        found, as plain values (stored in the model file). By default nothing is learned (a
+        reference)."""
         return {}
 
     # --- inference

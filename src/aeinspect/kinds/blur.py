@@ -11,7 +11,8 @@ from torch import nn
 from aeinspect.errors import InputError
 from aeinspect.kinds.base import Kind, Part
 from aeinspect.kinds.config import ModelConfig
-from aeinspect.maps.makers import BlurResidual, MapMaker
+from aeinspect.maps.maker import MapMaker
+from aeinspect.maps.makers import BlurResidual
 
 
 @dataclass(frozen=True)

@@ -15,7 +15,8 @@ from aeinspect.data.synthetic import DefectConfig, corrupt_batch, parse_defects
 from aeinspect.errors import InputError
 from aeinspect.kinds.base import Kind, TrainingBatch
 from aeinspect.kinds.config import ModelConfig
-from aeinspect.maps.makers import DefectProbability, MapMaker
+from aeinspect.maps.maker import MapMaker
+from aeinspect.maps.makers import DefectProbability
 
 # The --defects option of the kinds that draw synthetic defects: NAME=NUMBER,… over the defaults.
 DEFECTS_OPTION = {

@@ -14,6 +14,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from aeinspect.errors import InputError
 from aeinspect.kinds.base import Kind, TrainingBatch, WeightsOption
 from aeinspect.kinds.config import ModelConfig
 from aeinspect.nets.alexnet import AlexNetFeatures, load_feature_weights
@@ -54,7 +55,12 @@ class FeatureMatchingKind(Kind):
     def build_network(self, config: ModelConfig) -> nn.Module:
         return FeatureMatchingAutoencoder(config)
 
-    def read_weights(self, path: Path) -> dict[str, torch.Tensor]:
+    def pretrained(self, config: ModelConfig, path: Path | None) -> dict[str, torch.Tensor]:
+        if path is None:
+            raise InputError(
+                f"--model {self.name} needs --features PATH, a state dict of an ImageNet-trained "
+                "AlexNet with torchvision's key names (nothing is downloaded)"
+            )
         return load_feature_weights(path)
 
     def load_weights(self, network: nn.Module, weights: Mapping[str, torch.Tensor]) -> None:

@@ -19,7 +19,8 @@ from aeinspect.errors import InputError
 from aeinspect.kinds.base import Kind, Part, TrainingBatch
 from aeinspect.kinds.config import ModelConfig
 from aeinspect.kinds.registry import kinds_where
-from aeinspect.maps.makers import MapMaker, SampledLikelihood
+from aeinspect.maps.maker import MapMaker
+from aeinspect.maps.makers import SampledLikelihood
 from aeinspect.nets.autoencoder import Autoencoder
 
 

@@ -1,80 +1,29 @@
-"""How a preprocessed image becomes a residual map (SPEC §1 steps 2–4): one small class per
-way of making one, each owning its settings, the network parts it calls, and its NumPy and
-OpenCV work around them. Nothing here imports torch.
+"""The map makers of the kinds that reconstruct or segment (``WindowResidual``,
+``BlurResidual``, ``SampledLikelihood``, ``DefectProbability``), and every maker by type
+(``MAKERS``, the feature-distance maker of ``distance`` included): one small class per way of
+making a map, each owning its settings, the network parts it calls, and its NumPy and OpenCV
+work around them. Nothing here imports torch.
 
-A *part* is a network as a backend runs it, a function of arrays (torch, or ONNX Runtime
-without torch). A maker names its parts with their inputs (example shapes and the axes that
-vary, which an ONNX export records) and calls them; a model's kind says which maker it uses
-(``Kind.map_maker``), and an ONNX export stores the maker's ``as_dict`` in its metadata, so
-that ONNX Runtime runs exactly what torch runs.
+A model's kind says which maker it uses (``Kind.map_maker``), and an ONNX export stores the
+maker's ``as_dict`` in its metadata, so that ONNX Runtime runs exactly what torch runs.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import numpy as np
 
 from aeinspect.errors import InputError
 from aeinspect.maps import residuals
+from aeinspect.maps.distance import FeatureDistance
+from aeinspect.maps.maker import MapMaker, RawAnalysis
 from aeinspect.maps.parts import Part, PartInput, PartSpec, windows_part
 from aeinspect.maps.windows import BLENDS, SegmentConfig, reconstruct_by_windows
 
 SAMPLING_SEED = 0  # a vae's latent samples: the same draws for every image, run and backend
-
-
-@dataclass(frozen=True)
-class RawAnalysis:
-    """A preprocessed image's residual map and reconstruction.
-
-    Attributes:
-        residual: (H, W) float32, larger = more defective.
-        reconstruction: (C, H, W) float32 (the image itself for a maker without one).
-    """
-
-    residual: np.ndarray
-    reconstruction: np.ndarray
-
-
-@dataclass(frozen=True, kw_only=True)
-class MapMaker:
-    """What every maker has: the image's channels, the SSIM window of the components that
-    ``segment --save components`` shows (and of the residual where it is SSIM), and the
-    smoothing of the finished map.
-
-    Attributes:
-        channels: k, the image's channels.
-        window: K, the odd side of the SSIM window.
-        smooth: σ in pixels of a Gaussian on the map before it goes back to the original
-            size (0 = none; ``infer.segmenter`` applies it).
-    """
-
-    type: ClassVar[str]  # the name an ONNX export stores
-    channels: int
-    window: int = 11
-    smooth: float = 0.0
-
-    @property
-    def parts(self) -> dict[str, PartSpec]:
-        """The parts the maker calls, by name."""
-        return {}
-
-    @property
-    def window_side(self) -> int | None:
-        """P of the windows that slide over the image (so that the stride matters), or None."""
-        return None
-
-    def make(
-        self, image: np.ndarray, parts: Mapping[str, Part], segment: SegmentConfig
-    ) -> RawAnalysis:
-        """The residual map and reconstruction of a (C, H, W) float32 image in [0, 1]."""
-        raise NotImplementedError
-
-    def as_dict(self) -> dict[str, Any]:
-        """Plain values, its type first (``maker_from_dict`` reads them back)."""
-        return {"type": self.type, **asdict(self)}
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -253,7 +202,13 @@ class DefectProbability(MapMaker):
 
 MAKERS: dict[str, type[MapMaker]] = {
     maker.type: maker
-    for maker in (WindowResidual, BlurResidual, SampledLikelihood, DefectProbability)
+    for maker in (
+        WindowResidual,
+        BlurResidual,
+        SampledLikelihood,
+        DefectProbability,
+        FeatureDistance,
+    )
 }
 
 

@@ -19,15 +19,16 @@ from aeinspect.kinds.base import get_kind
 from aeinspect.kinds.config import ModelConfig
 from aeinspect.kinds.registry import DEFAULT_KIND
 from aeinspect.maps.decision import Decision, decision_from_v1
-from aeinspect.maps.makers import MapMaker
+from aeinspect.maps.maker import MapMaker
 from aeinspect.model.schedule import TrainConfig
 from aeinspect.model.state import TrainingState
 from aeinspect.settings import from_dict
 
 FORMAT = "aeinspect-model"
-# 3: the training state and the training images; 2: the kind's settings nested, one Decision
-# (2 and 1 are read and converted: their models segment, but cannot be resumed)
-FORMAT_VERSION = 3
+# 4: what a fitted kind's fit found; 3: the training state and the training images; 2: the
+# kind's settings nested, one Decision (2 and 1 are read and converted: their models segment,
+# but cannot be resumed)
+FORMAT_VERSION = 4
 
 
 @dataclass(frozen=True)
@@ -49,6 +50,8 @@ class ModelFile:
         source_images: the good images trained on, held out ones included, in the order
             given (absolute paths); empty when the model trained on a patch folder.
         versions: aeinspect and torch versions that wrote the file.
+        fit: what fitting a fitted kind found (plain values: images, features, bank size,
+            coverage radius, seconds), or None for a kind trained by the Adam loop.
         patch_folder: the patch folder it was trained on (its path and crop settings), or
             None when the patches were cut from images during training.
     """
@@ -64,6 +67,7 @@ class ModelFile:
     source_images: list[str] = field(default_factory=list)
     versions: dict[str, str] = field(default_factory=dict)
     patch_folder: dict[str, Any] | None = None
+    fit: dict[str, Any] | None = None
 
     @property
     def maker(self) -> MapMaker:
@@ -78,6 +82,7 @@ class ModelFile:
             **asdict(self.model),
             "preprocess": asdict(self.preprocess),
             "epochs": len(self.history),
+            **({} if self.fit is None else {"fit": self.fit}),
             "threshold": None if decision is None else decision.record(),
         }
 
@@ -125,7 +130,13 @@ def check_model_output(path: Path, *, overwrite: bool) -> None:
 
 def save_model(path: Path, model_file: ModelFile) -> None:
     """Write ``model_file`` to ``path`` atomically (temporary file, then rename)."""
-    payload = {
+    payload = payload_of(model_file)
+    write_atomic(path, lambda stream: torch.save(payload, stream))
+
+
+def payload_of(model_file: ModelFile) -> dict[str, Any]:
+    """What a model file holds, as tensors and plain values."""
+    return {
         "format": FORMAT,
         "format_version": FORMAT_VERSION,
         "model": asdict(model_file.model),
@@ -139,8 +150,8 @@ def save_model(path: Path, model_file: ModelFile) -> None:
         "source_images": model_file.source_images,
         "versions": {"aeinspect": __version__, "torch": str(torch.__version__)},
         "patch_folder": model_file.patch_folder,
+        "fit": model_file.fit,
     }
-    write_atomic(path, lambda stream: torch.save(payload, stream))
 
 
 def _state_payload(state: TrainingState | None) -> dict[str, Any] | None:
@@ -156,11 +167,20 @@ def load_model(path: Path) -> ModelFile:
         ModelFileError: missing, unreadable, not an aeinspect model, holding objects other
             than tensors and plain values, or of an unknown format version.
     """
-    payload = _load_payload(path)
+    payload = read_payload(path)
     if not isinstance(payload, dict) or payload.get("format") != FORMAT:
         raise ModelFileError(f"{path} is not an aeinspect model file")
+    return model_file_of(payload, path)
+
+
+def model_file_of(payload: dict[str, Any], path: Path) -> ModelFile:
+    """The model file a payload (``payload_of``) describes, read from ``path``.
+
+    Raises:
+        ModelFileError: of an unknown format version, or damaged.
+    """
     version = payload.get("format_version")
-    if version not in (1, 2, FORMAT_VERSION):
+    if version not in (1, 2, 3, FORMAT_VERSION):
         raise ModelFileError(
             f"{path} has model format version {version!r}; this aeinspect reads versions 1 "
             f"to {FORMAT_VERSION} (retrain the model or use the aeinspect that wrote it)"
@@ -181,6 +201,7 @@ def load_model(path: Path) -> ModelFile:
             source_images=list(payload.get("source_images", [])),
             versions=dict(payload["versions"]),
             patch_folder=payload.get("patch_folder"),
+            fit=payload.get("fit"),
         )
     except (KeyError, TypeError, ValueError, InputError) as error:
         raise ModelFileError(f"{path} is a damaged aeinspect model file ({error})") from None
@@ -216,7 +237,12 @@ _OTHER_FILES = {
 }
 
 
-def _load_payload(path: Path) -> Any:
+def read_payload(path: Path) -> Any:
+    """What a file that ``torch.save`` wrote holds, read with ``weights_only=True``.
+
+    Raises:
+        ModelFileError: a folder, missing, another kind of file, or Python objects.
+    """
     if path.is_dir():
         raise ModelFileError(f"{path} is a folder, not a model file")
     if not path.is_file():

@@ -4,6 +4,8 @@ reference), and the operating point is chosen on the held-out images as for ever
 
 from __future__ import annotations
 
+import time
+from collections.abc import Callable
 from pathlib import Path
 
 import torch
@@ -30,10 +32,12 @@ def fit_model(
     output: Path | None,
     weights: dict[str, torch.Tensor] | None,
     decision_rule: TuneConfig,
+    progress: Callable[[int, int], None] | None = None,
 ) -> ModelFile:
     """Fit a kind on the training images (``train_config.val_split`` of them held out, as
-    ``train`` holds them out), store its settings and fitted state, and choose a decision on
-    the held-out images exactly as for a trained model; written to ``output`` when given.
+    ``train`` holds them out), store its settings, fitted state and what the fit found, and
+    choose a decision on the held-out images exactly as for a trained model; written to
+    ``output`` when given. ``progress(done, total)`` hears of each image fitted on.
 
     Raises:
         InputError: a patch folder instead of images.
@@ -45,8 +49,10 @@ def fit_model(
     train_idx, val_idx = split_images(len(images), train_config.val_split, train_config.seed)
     kind = get_kind(model_config.kind)
     network = new_model(model_config, train_config.seed, weights=weights)
-    kind.fit(network, [images[i].pixels for i in train_idx], seed=train_config.seed,
-             device=device)  # fmt: skip
+    started = time.monotonic()
+    found = kind.fit(network, [images[i].pixels for i in train_idx], seed=train_config.seed,
+                     device=device, progress=progress)  # fmt: skip
+    fit = {"images": len(train_idx), **found, "seconds": round(time.monotonic() - started, 2)}
     model_file = ModelFile(
         model=model_config,
         preprocess=inputs.preprocess,
@@ -54,6 +60,7 @@ def fit_model(
         state_dict={} if network is None else network.state_dict(),
         validation_images=[str(inputs.sources[i].path.absolute()) for i in val_idx],
         source_images=[str(source.path.absolute()) for source in inputs.sources],
+        fit=fit,
     )
     model_file = with_first_decision(model_file, [images[i] for i in val_idx], device,
                                      decision_rule)  # fmt: skip

@@ -16,6 +16,7 @@ from typing import Any
 from aeinspect.data.patches import CropConfig
 from aeinspect.data.sources import ImageSource, find_images
 from aeinspect.errors import InputError
+from aeinspect.kinds.base import get_kind
 from aeinspect.model.file import ModelFile
 from aeinspect.model.schedule import TrainConfig
 from aeinspect.train.inputs import TrainingInputs, training_inputs
@@ -74,6 +75,11 @@ def resumed_schedule(stored: ModelFile, path: Path, given: Mapping[str, Any]) ->
         InputError: the model has no state to resume from, or the rules leave it nothing to
             do (a finished model, or ``--epochs`` not above the epochs done).
     """
+    if get_kind(stored.model.kind).fitted:
+        raise InputError(
+            f"{path} is a fitted {stored.model.kind} model: it has no training to go on with; "
+            "fit it again with train -o"
+        )
     if stored.training is None:
         raise InputError(
             f"{path} holds no training state to resume from (a model that learns nothing, or "

@@ -33,6 +33,7 @@ class Progress:
     Attributes:
         on_epoch: called after every training epoch.
         on_batch: called after every training step with (epoch, patches done, per epoch).
+        on_image: a fitted kind's: called after every image fitted on with (done, total).
         stop_requested: polled after every training step: when it turns true, the state is
             written and training returns, unfinished.
         checkpoint_minutes: within an epoch, the model file is written at most this often.
@@ -40,6 +41,7 @@ class Progress:
 
     on_epoch: Callable[[EpochRecord], None] | None = None
     on_batch: Callable[[int, int, int], None] | None = None
+    on_image: Callable[[int, int], None] | None = None
     stop_requested: Callable[[], bool] | None = None
     checkpoint_minutes: float = CHECKPOINT_MINUTES
 
@@ -66,7 +68,7 @@ def train_model(
     earlier run goes on from its training state with its model and preprocessing settings
     (``resume.resumed_schedule`` gives its schedule). A patch folder must have been cut with
     the model's patch size and preprocessing. ``weights``: pretrained weights for a kind
-    that takes them (``Kind.read_weights``), stored with the other weights.
+    that takes them (``Kind.pretrained``), stored with the other weights.
     ``first_decision``: the rule of the decision chosen on the held-out images (``bound``
     falls back to ``area`` below ``MIN_BOUND_IMAGES`` of them). Under torchrun (``ranks``),
     every process trains its share; rank 0 alone writes the file and chooses the decision,
@@ -82,10 +84,15 @@ def train_model(
         model_config = resume.model
         inputs = replace(inputs, preprocess=resume.preprocess)
     output = output if ranks is None or ranks.leader else None
-    check_weights(model_config.kind, weights, resume)
-    if get_kind(model_config.kind).fitted:
+    if resume is not None and weights is not None:
+        raise InputError("a resumed model keeps its stored weights; leave out its weights file")
+    kind = get_kind(model_config.kind)
+    if weights is None and resume is None:
+        weights = kind.pretrained(model_config, None)  # the kind's own, or none
+    if kind.fitted:
         return fit_model(inputs, model_config, train_config, device=device, output=output,
-                         weights=weights, decision_rule=first_decision), None  # fmt: skip
+                         weights=weights, decision_rule=first_decision,
+                         progress=progress.on_image), None  # fmt: skip
     run = _AdamRun(inputs, model_config, train_config, resume, output, ranks)
     return run.train(device, weights, first_decision, progress)
 
@@ -193,7 +200,8 @@ def train_summary(
         "patch_folder": None if folder is None else folder["path"],
         "validation_images": len(model_file.validation_images),
         "epochs": len(history),
-        "stopped_by": "reference" if result is None else result.stop_reason,
+        "stopped_by": "fitted" if result is None else result.stop_reason,
+        "fit": model_file.fit,
         "best_epoch": best.get("epoch"),
         "best_val_loss": best.get("val_loss"),
         "train_seconds": sum(r["seconds"] for r in history),
@@ -201,23 +209,3 @@ def train_summary(
         "threshold_method": None if decision is None else decision.method,
         "threshold_basis": None if decision is None else decision.basis,
     }
-
-
-def check_weights(
-    kind_name: str, weights: dict[str, torch.Tensor] | None, resume: ModelFile | None
-) -> None:
-    """Pretrained weights go with the kinds that take them, and only with a new model.
-
-    Raises:
-        InputError: weights for a kind that takes none, for a resumed model, or none for a
-            kind that needs them.
-    """
-    option = get_kind(kind_name).weights
-    if resume is not None and weights is not None:
-        raise InputError(f"a resumed model keeps its stored weights; leave out --{option.name}")
-    if weights is not None and option is None:
-        raise InputError(f"--model {kind_name} takes no pretrained weights")
-    if option is not None and option.required and weights is None and resume is None:
-        flag = "--" + option.name.replace("_", "-")
-        raise InputError(f"--model {kind_name} needs {flag} PATH: {option.help} (nothing is "
-                         "downloaded)")  # fmt: skip

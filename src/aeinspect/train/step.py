@@ -128,7 +128,7 @@ def new_model(
         config: the model settings.
         seed: seeds the initial weights.
         weights: pretrained weights for a kind that takes them (fm's AlexNet layers, from
-            ``Kind.read_weights``; a network built without them, e.g. to load a model file
+            ``Kind.pretrained``; a network built without them, e.g. to load a model file
             into, has placeholders).
     """
     kind = get_kind(config.kind)

@@ -1,0 +1,122 @@
+"""Maps of feature distance (PatchCore's): an image's patch features, each one's distance
+to the nearest vector of the memory bank of the good images' features, brought to the
+image's size and smoothed. Large images go through in tiles, so that memory stays bounded."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+
+from aeinspect.maps.maker import MapMaker, RawAnalysis
+from aeinspect.maps.parts import Part, PartInput, PartSpec
+from aeinspect.maps.windows import SegmentConfig
+
+ALIGN = 32  # images go through the backbone at sides of multiples of this (its largest stride)
+TILE = 1024  # the side of the tiles a large image goes through in, margins aside
+MARGIN = 128  # context on every side of a tile
+QUERIES = 4096  # feature vectors sent to the "nearest" part at once
+
+
+@dataclass(frozen=True, kw_only=True)
+class FeatureDistance(MapMaker):
+    """The "features" part gives the patch features of a (1, k, H, W) image at ``stride``, the
+    "nearest" part each (D,) vector's distance to the memory bank; the map is the distances
+    up-sampled bilinearly to the image's pixels (each feature at the centre of its stride ×
+    stride cell) and smoothed by a Gaussian of ``map_sigma`` pixels.
+
+    The image is padded to sides of multiples of ``ALIGN`` by symmetric reflection, so that
+    every layer's grid is aligned alike in one pass and in tiles, and cropped back. Up to
+    (TILE + 2·MARGIN)² pixels it goes through in one pass; a larger image in TILE × TILE
+    tiles, each with MARGIN pixels of context on every side, its features and distances
+    computed tile by tile (the features of a tile's inside differ from one pass's only by
+    what the backbone sees beyond its margin).
+
+    Attributes:
+        dimension: D, the length of a feature vector.
+        stride: the features' stride in pixels.
+        map_sigma: σ of the Gaussian on the map, in preprocessed pixels (0 = none).
+    """
+
+    type = "feature-distance"
+    dimension: int
+    stride: int = 8
+    map_sigma: float = 4.0
+
+    @property
+    def parts(self) -> dict[str, PartSpec]:
+        """ "features": (1, k, H, W) → (1, D, H/stride, W/stride); "nearest": (Q, D) → (Q,)."""
+        images = PartInput("images", (1, self.channels, 2 * ALIGN, 2 * ALIGN),
+                           {2: "height", 3: "width"})  # fmt: skip
+        queries = PartInput("queries", (2, self.dimension), {0: "queries"})
+        return {"features": PartSpec((images,), {2: "rows", 3: "columns"}),
+                "nearest": PartSpec((queries,), {0: "queries"})}  # fmt: skip
+
+    def make(
+        self, image: np.ndarray, parts: Mapping[str, Part], segment: SegmentConfig
+    ) -> RawAnalysis:
+        height, width = image.shape[1:]
+        side = self.stride
+        distances = np.empty((-(-height // side), -(-width // side)), dtype=np.float32)
+        for rows, columns, grid in feature_grid(parts["features"], image, side):
+            distances[rows, columns] = _nearest(parts["nearest"], grid)
+        upsampled = cv2.resize(distances, (distances.shape[1] * side, distances.shape[0] * side),
+                               interpolation=cv2.INTER_LINEAR)[:height, :width]  # fmt: skip
+        if self.map_sigma:
+            upsampled = cv2.GaussianBlur(upsampled, (0, 0), self.map_sigma,
+                                         borderType=cv2.BORDER_REFLECT)  # fmt: skip
+        return RawAnalysis(np.ascontiguousarray(upsampled), image)
+
+
+def feature_grid(
+    features: Part, image: np.ndarray, stride: int
+) -> Iterator[tuple[slice, slice, np.ndarray]]:
+    """The patch features of a (C, H, W) image on its ⌈H/stride⌉ × ⌈W/stride⌉ grid, as
+    (rows, columns, (D, h, w) float32 features) pieces: the whole grid, or tile by tile.
+
+    The image is padded at the bottom and right by symmetric reflection to sides of
+    multiples of ``ALIGN``, so that every layer's grid is aligned alike in one pass and in
+    tiles; positions beyond its own grid are left out.
+    """
+    rows, columns = -(-image.shape[1] // stride), -(-image.shape[2] // stride)
+    padded = _aligned(image)
+    height, width = padded.shape[1:]
+    if height * width <= (TILE + 2 * MARGIN) ** 2:
+        yield slice(0, rows), slice(0, columns), features(padded[None])[0][:, :rows, :columns]
+        return
+    for top in range(0, rows * stride, TILE):
+        for left in range(0, columns * stride, TILE):
+            y0, x0 = max(0, top - MARGIN), max(0, left - MARGIN)
+            tile = padded[None, :, y0 : top + TILE + MARGIN, x0 : left + TILE + MARGIN]
+            grid = features(np.ascontiguousarray(tile))[0]
+            inside = (slice(top // stride, min(rows, (top + TILE) // stride)),
+                      slice(left // stride, min(columns, (left + TILE) // stride)))  # fmt: skip
+            first_row, first_column = y0 // stride, x0 // stride
+            yield (
+                *inside,
+                grid[
+                    :,
+                    inside[0].start - first_row : inside[0].stop - first_row,
+                    inside[1].start - first_column : inside[1].stop - first_column,
+                ],
+            )
+
+
+def _aligned(image: np.ndarray) -> np.ndarray:
+    """A (C, H, W) image padded at the bottom and right by symmetric reflection to sides of
+    multiples of ``ALIGN``."""
+    rows, columns = (-image.shape[1]) % ALIGN, (-image.shape[2]) % ALIGN
+    if not rows and not columns:
+        return image
+    return np.pad(image, ((0, 0), (0, rows), (0, columns)), mode="symmetric")
+
+
+def _nearest(nearest: Part, features: np.ndarray) -> np.ndarray:
+    """The (h, w) distances of (D, h, w) features, ``QUERIES`` vectors a call."""
+    dimension, rows, columns = features.shape
+    queries = np.ascontiguousarray(features.reshape(dimension, -1).T)
+    distances = np.concatenate([nearest(queries[start : start + QUERIES])
+                                for start in range(0, len(queries), QUERIES)])  # fmt: skip
+    return distances.reshape(rows, columns).astype(np.float32, copy=False)

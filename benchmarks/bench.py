@@ -55,6 +55,7 @@ from aeinspect.nets.ssim_loss import C1, C2, gaussian_kernel
 from aeinspect.nets.unet import focal_loss
 from aeinspect.runtime import keep_freed_memory
 from aeinspect.train.step import CPU_MICRO_BATCH, new_model, train_step
+from patchcore_bench import patchcore_speed, print_patchcore
 from scaling import gloo_processes, onnx_against_torch, print_scaling, shard_processes
 from unattended import large_image_segment, print_unattended, thread_scaling
 
@@ -523,6 +524,9 @@ def run(repeats: int) -> dict:
             kind: bench_kind(kind, Path(folder), images["1024x700"], repeats)
             for kind in SYNTHETIC_KINDS
         }
+        if DEVICE.type == "cpu":
+            results["patchcore"] = patchcore_speed(Path(folder), repeats, paired_timing,
+                                                   segment_files, peak_memory_mb)  # fmt: skip
     results["train"] = {str(batch): bench_train(batch, gflop, repeats) for batch in (32, 64, 128)}
     results["train_peak_mb"] = peak_memory_mb("train")
     if DEVICE.type == "cpu":
@@ -575,6 +579,8 @@ def print_table(results: dict) -> None:
               f"{row['train_fraction_of_matmul']:>8.1%} {row['segment_seconds']:>9.3f} "
               f"{row['segment_baseline_seconds']:>7.3f} {row['segment_speedup']:>6.2f}x "
               f"{row['segment_ratio_to_matmul_bound']:>7.2f}x")  # fmt: skip
+    if "patchcore" in results:
+        print_patchcore(results["patchcore"])
     if "large_image" in results:
         print_unattended(results)
         print_scaling(results)

@@ -59,3 +59,32 @@ def test_accuracy_refuses_unknown_recipes(
     assert (
         "--recipes takes a comma-separated list of paper, quarter, demo" in capsys.readouterr().err
     )
+
+
+def test_accuracy_fits_patchcore_on_its_own_defaults_and_evaluates_a_combination(
+    mvtec_folder: Path, tmp_path: Path
+) -> None:
+    script = load_script()
+    script.RECIPES = {"tiny": ("tiny", ["--size", "32", "--latent", "8", "--scale", "0.5"])}
+    out = tmp_path / "out"
+    rows = script.main(
+        [str(mvtec_folder), "-o", str(out), "--recipes", "tiny", "--num", "32", "--epochs", "1",
+         "--models", "ssim,patchcore", "--combine", "patchcore+ssim", "--device", "cpu"],
+        run=in_process,
+    )  # fmt: skip
+    assert [row["model"] for row in rows] == ["ssim", "patchcore", "patchcore+ssim"]
+    ssim, patchcore, combined = rows
+    assert "--scale" in ssim["flags"] and "--scale" not in patchcore["flags"]
+    assert patchcore["epochs"] == 0 and patchcore["train_minutes"] > 0
+    assert combined["flags"] == [str(out / "tiny-patchcore.pt"), str(out / "tiny-ssim.pt")]
+    metrics = json.loads((out / "tiny-patchcore+ssim-report" / "metrics.json").read_text())
+    assert metrics["pixel"]["auroc"] == combined["pixel_auroc"]
+
+
+def test_accuracy_refuses_a_combination_that_is_not_a_pair(
+    mvtec_folder: Path, capsys: pytest.CaptureFixture
+) -> None:
+    with pytest.raises(SystemExit) as stopped:
+        load_script().parse_args([str(mvtec_folder), "--combine", "patchcore+ssim+unet"])
+    assert stopped.value.code == 2
+    assert "--combine takes pairs of kinds as A+B" in capsys.readouterr().err

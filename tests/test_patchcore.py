@@ -175,3 +175,14 @@ def test_a_fitted_model_has_nothing_to_resume(fitted: Path) -> None:
     result = runner.invoke(app, ["train", "--resume", str(fitted)])
     assert result.exit_code == 2
     assert "is a fitted patchcore model: it has no training to go on with" in error_line(result)
+
+
+def test_the_training_report_of_a_fitted_model_shows_the_fit_and_no_patches(
+    fitted: Path, tmp_path: Path
+) -> None:
+    result = runner.invoke(app, ["report", str(fitted), "-o", str(tmp_path / "report")])
+    assert result.exit_code == 0, result.output
+    page = (tmp_path / "report" / "index.html").read_text()
+    assert "patchcore model, fitted on 10 images." in page
+    assert "fit.bank" in page and "fit.coverage_radius" in page
+    assert "Training patches" not in page and "Held-out good images" in page

@@ -19,7 +19,11 @@ to ``--epochs`` within the budget; the kinds trained on synthetic defects add
 ``SYNTHETIC_FLAGS``: patches as they lie (no rotation: they learn what a defect is against
 the surface's own orientation) and DRAEM's step schedule, which lowers the rate at 80 % and
 90 % of the budget where that comes before the epochs. ``blur`` learns nothing: a trained
-model must beat it to have earned its training time.
+model must beat it to have earned its training time. A fitted kind (``patchcore``) takes its
+own documented defaults, not the recipe's: it has no patches, epochs or budget, and sees the
+images at their own size. ``--combine patchcore+unet`` adds, per recipe, the combination of
+the two rows' model files (``aeinspect combine``, its default normalisation and fusion),
+evaluated in the same way.
 """
 
 from __future__ import annotations
@@ -45,7 +49,7 @@ RECIPES: dict[str, tuple[str, list[str]]] = {
     "demo": ("the demo's: full size, P = 64, batch 32, lr 1e-3",
              ["--size", "64", "--batch-size", "32", "--lr", "1e-3"]),
 }  # fmt: skip
-MODELS = ("blur", "ssim", "restore", "draem", "unet")
+MODELS = ("blur", "ssim", "restore", "draem", "unet", "patchcore")
 SYNTHETIC_FLAGS = ["--no-augment", "--lr-schedule", "step"]
 Runner = Callable[[Sequence[str]], str]
 
@@ -82,6 +86,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
                         type=lambda text: names(text, list(RECIPES), "--recipes"))  # fmt: skip
     parser.add_argument("--models", default=",".join(MODELS),
                         type=lambda text: names(text, kind_names(), "--models"))  # fmt: skip
+    parser.add_argument("--combine", type=pairs, default=[],
+                        help="pairs of --models as A+B whose combination is evaluated too")
     parser.add_argument("--max-minutes", type=float, default=30.0, help="budget per model")
     parser.add_argument("--epochs", type=int, default=200, help="epochs at most per model")
     parser.add_argument("--num", type=int, default=10_000, help="training patches")
@@ -91,8 +97,20 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
+def pairs(text: str) -> list[tuple[str, str]]:
+    """``"patchcore+unet,patchcore+ssim"`` → [("patchcore", "unet"), ("patchcore", "ssim")]."""
+    chosen = [tuple(pair.split("+")) for pair in text.split(",") if pair.strip()]
+    known = kind_names()
+    if any(len(pair) != 2 or not set(pair) <= set(known) for pair in chosen):
+        raise argparse.ArgumentTypeError(f"--combine takes pairs of kinds as A+B, got {text!r}")
+    return chosen
+
+
 def train_flags(recipe: str, model: str, args: argparse.Namespace) -> list[str]:
-    """The flags of ``train`` for one row: the recipe's, then the kind's schedule."""
+    """The flags of ``train`` for one row: the recipe's, then the kind's schedule; a fitted
+    kind's own defaults."""
+    if get_kind(model).fitted:
+        return []
     flags = [*RECIPES[recipe][1], "--num", str(args.num), "--max-minutes", str(args.max_minutes),
              "--epochs", str(args.epochs)]  # fmt: skip
     if learns_from_synthetic_defects(model):
@@ -107,16 +125,35 @@ def train_and_evaluate(recipe: str, model: str, args: argparse.Namespace, run: R
                "--model", model, *train_flags(recipe, model, args), "--seed", str(args.seed),
                "--device", args.device, "--json", "--overwrite"]  # fmt: skip
     trained = json.loads(run(command))
-    evaluate = ["evaluate", str(args.dataset), "-m", str(model_file), "-o",
+    seconds = trained["train_seconds"] + (trained["fit"] or {}).get("seconds", 0)
+    return evaluated(recipe, model, command[5:], trained["epochs"], seconds / 60, args, run)
+
+
+def combine_and_evaluate(recipe: str, pair: tuple[str, str], args: argparse.Namespace,
+                         run: Runner) -> dict:  # fmt: skip
+    """The combination of two rows' model files, evaluated as a row of its own."""
+    name = "+".join(pair)
+    members = [str(args.output / f"{recipe}-{model}.pt") for model in pair]
+    command = ["combine", *members, "-o", str(args.output / f"{recipe}-{name}.pt"),
+               "--device", args.device, "--json", "--overwrite"]  # fmt: skip
+    run(command)
+    return evaluated(recipe, name, command[1:3], None, 0.0, args, run)
+
+
+def evaluated(recipe: str, model: str, flags: list[str], epochs: int | None,
+              minutes: float, args: argparse.Namespace, run: Runner) -> dict:  # fmt: skip
+    """One row: ``evaluate`` on the model file OUT/<recipe>-<model>.pt."""
+    name = f"{recipe}-{model}"
+    evaluate = ["evaluate", str(args.dataset), "-m", str(args.output / f"{name}.pt"), "-o",
                 str(args.output / f"{name}-report"), "--stride", str(args.stride),
                 "--device", args.device, "--json", "--overwrite"]  # fmt: skip
     metrics = json.loads(run(evaluate))
     return {
         "recipe": recipe,
         "model": model,
-        "flags": command[5:],
-        "epochs": trained["epochs"],
-        "train_minutes": trained["train_seconds"] / 60,
+        "flags": flags,
+        "epochs": epochs,
+        "train_minutes": minutes,
         "pixel_auroc": metrics["pixel"]["auroc"],
         "aupro": metrics["pixel"]["aupro"],
         "image_auroc": metrics["image"]["auroc"],
@@ -155,8 +192,10 @@ def table(rows: list[dict]) -> str:
 def main(argv: Sequence[str] | None = None, run: Runner = run_aeinspect) -> list[dict]:
     args = parse_args(argv)
     args.output.mkdir(parents=True, exist_ok=True)
-    rows = [train_and_evaluate(recipe, model, args, run)
-            for recipe in args.recipes for model in args.models]  # fmt: skip
+    rows = []
+    for recipe in args.recipes:
+        rows += [train_and_evaluate(recipe, model, args, run) for model in args.models]
+        rows += [combine_and_evaluate(recipe, pair, args, run) for pair in args.combine]
     settings = {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()}
     recipes = {name: {"about": RECIPES[name][0], "flags": RECIPES[name][1]}
                for name in args.recipes}  # fmt: skip

@@ -93,7 +93,9 @@ class ModelFile:
 
     def progress(self) -> str:
         """Where training stands, in words: "finished: 45 epochs, stopped by patience", or
-        "unfinished: 12 of 200 epochs and 30 steps done"."""
+        "unfinished: 12 of 200 epochs and 30 steps done", or "fitted on 225 images"."""
+        if self.fit is not None:
+            return f"fitted on {self.fit['images']} images"
         if self.training is None:
             return f"finished: {len(self.history)} epochs"
         state = self.training

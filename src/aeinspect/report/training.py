@@ -34,8 +34,10 @@ TILE_SIDE = 96  # a patch's side in the grids
 
 def write_training_report(model_file: ModelFile, folder: Path, *, name: str,
                           device: torch.device) -> Path:  # fmt: skip
-    """Write the report of ``model_file`` (called ``name``) into ``folder``; the page."""
-    patches = sample_of_patches(model_file)
+    """Write the report of ``model_file`` (called ``name``) into ``folder``; the page. A
+    fitted kind saw no patches: its page has none."""
+    fitted = get_kind(model_file.model.kind).fitted
+    patches = None if fitted else sample_of_patches(model_file)
     grids = []
     if patches is not None:
         grids.append(("Training patches", f"{len(patches)} patches cut as training cut them "
@@ -143,4 +145,4 @@ def held_out_gallery(model_file: ModelFile, device: torch.device) -> Gallery:
                                                       None if mask is None else mask.mask),
                              flagged=None if mask is None else mask.defective))  # fmt: skip
     return Gallery("Held-out good images", "Good images that training did not see, as the "
-                   "model reconstructs and scores them.", entries)  # fmt: skip
+                   "model scores them.", entries)  # fmt: skip

@@ -166,7 +166,7 @@ def network_gflop(model: nn.Module, patch: int) -> float:
         if isinstance(layer, nn.Conv2d | nn.ConvTranspose2d):
             hooks.append(layer.register_forward_hook(count))
     with torch.inference_mode():
-        model(torch.rand(1, model.config.channels, patch, patch, device=DEVICE))
+        model(torch.rand(1, model.channels, patch, patch, device=DEVICE))
     for hook in hooks:
         hook.remove()
     return flops / 1e9

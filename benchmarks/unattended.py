@@ -26,17 +26,19 @@ from aeinspect.train.step import CPU_MICRO_BATCH, new_model, train_step
 LARGE_SIDE = 8000
 
 
-def large_image_segment(side: int = LARGE_SIDE) -> dict:
-    """``aeinspect segment big.png -m model.pt -o out`` at default settings (P = 128, d = 100,
-    stride 30, mask, residual and overlay written) on a ``side``² gray texture, in a child
-    process: its peak resident memory (VmHWM), wall time and the size of what it wrote."""
+def large_image_segment(side: int = LARGE_SIDE, model: Path | None = None) -> dict:
+    """``aeinspect segment big.png -m model.pt -o out`` at default settings (stride 30, mask,
+    residual and overlay written) on a ``side``² gray texture, in a child process: its peak
+    resident memory (VmHWM), wall time and the size of what it wrote. The model: ``model``,
+    or a new ssim model (P = 128, d = 100)."""
     with tempfile.TemporaryDirectory() as folder:
         root = Path(folder)
-        config = ModelConfig()
-        save_model(root / "model.pt", ModelFile(
-            model=config, preprocess=Preprocess(), train=TrainConfig(),
-            state_dict=new_model(config, 0).state_dict(), decision=Decision(threshold=0.5),
-        ))  # fmt: skip
+        if model is None:
+            model, config = root / "model.pt", ModelConfig()
+            save_model(model, ModelFile(
+                model=config, preprocess=Preprocess(), train=TrainConfig(),
+                state_dict=new_model(config, 0).state_dict(), decision=Decision(threshold=0.5),
+            ))  # fmt: skip
         rng = np.random.default_rng(0)
         columns = np.arange(side, dtype=np.float32)[None, :]
         texture = 127 + 60 * np.sin(columns / 5) + rng.normal(0, 20, (side, side))
@@ -46,7 +48,7 @@ def large_image_segment(side: int = LARGE_SIDE) -> dict:
                 "hwm = [l for l in Path('/proc/self/status').read_text().splitlines()"
                 " if l.startswith('VmHWM')][0]\nprint(int(hwm.split()[1]) // 1024)")  # fmt: skip
         command = [sys.executable, "-c", code, "segment", str(root / "big.png"), "-m",
-                   str(root / "model.pt"), "-o", str(root / "out"), "--quiet"]  # fmt: skip
+                   str(model), "-o", str(root / "out"), "--quiet"]  # fmt: skip
         started = time.perf_counter()
         done = subprocess.run(command, capture_output=True, text=True, check=True)
         seconds = time.perf_counter() - started

@@ -41,7 +41,8 @@ def blur_model(tmp_path_factory: pytest.TempPathFactory, good_folder: Path) -> P
 @pytest.fixture(scope="module")
 def combined(tmp_path_factory: pytest.TempPathFactory, tiny_model: Path, blur_model: Path) -> Path:
     path = tmp_path_factory.mktemp("combined") / "both.pt"
-    result = run("combine", tiny_model, blur_model, "-o", path, "--fusion", "max", "--json")
+    result = run("combine", tiny_model, blur_model, "-o", path, "--normalise", "quantile",
+                 "--fusion", "max", "--json")  # fmt: skip
     assert result.exit_code == 0, result.output
     summary = json.loads(result.stdout)
     assert summary["kinds"] == ["ssim", "blur"] and summary["validation_images"] == 2
@@ -68,6 +69,21 @@ def test_each_member_is_normalised_by_its_own_held_out_good_images(
         assert normaliser.scale == pytest.approx(np.quantile(pixels.astype(np.float64), 0.99))
     assert combination.validation_images == load_model(tiny_model).validation_images
     assert combination.decision is not None and combination.decision.method == "area"
+
+
+def test_by_default_each_map_is_standardised_by_its_good_pixels_and_the_mean_taken(
+    tiny_model: Path, blur_model: Path, tmp_path: Path
+) -> None:
+    result = run("combine", tiny_model, blur_model, "-o", tmp_path / "both.pt")
+    assert result.exit_code == 0, result.output
+    combination = load_any(tmp_path / "both.pt")
+    assert combination.fusion == "mean"
+    for normaliser, path in zip(combination.normalisers, (tiny_model, blur_model), strict=True):
+        held_out = [Path(p) for p in load_model(path).validation_images]
+        pixels = np.concatenate([m[::2, ::2].ravel() for m in member_maps(path, held_out)])
+        assert normaliser.how == "zscore"
+        assert normaliser.location == pytest.approx(pixels.astype(np.float64).mean())
+        assert normaliser.scale == pytest.approx(pixels.astype(np.float64).std())
 
 
 def test_the_combination_segments_with_the_fused_normalised_maps(
@@ -117,6 +133,8 @@ def test_tune_evaluate_and_export_take_the_combination(
         ("one", "combine takes two model files, got 1"),
         ("colour", "the two models see other channels"),
         ("report", "combines two models; report on each of the model files"),
+        ("resume", "is a combination of two models (aeinspect combine); this takes one model"),
+        ("nested", "is a combination of two models (aeinspect combine); this takes one model"),
     ],
 )
 def test_what_cannot_be_combined_is_one_error_line(
@@ -130,6 +148,10 @@ def test_what_cannot_be_combined_is_one_error_line(
         assert run("train", good_folder, "-o", colour, "--model", "blur", "--channels",
                    "3").exit_code == 0  # fmt: skip
         result = run("combine", tiny_model, colour, "-o", tmp_path / "c.pt")
+    elif which == "resume":
+        result = run("train", "--resume", combined, "-o", tmp_path / "c.pt")
+    elif which == "nested":
+        result = run("combine", combined, tiny_model, "-o", tmp_path / "c.pt")
     else:
         result = run("report", combined, "-o", tmp_path / "report")
     assert result.exit_code == 2

@@ -86,8 +86,12 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
                         type=lambda text: names(text, list(RECIPES), "--recipes"))  # fmt: skip
     parser.add_argument("--models", default=",".join(MODELS),
                         type=lambda text: names(text, kind_names(), "--models"))  # fmt: skip
-    parser.add_argument("--combine", type=pairs, default=[],
-                        help="pairs of --models as A+B whose combination is evaluated too")
+    parser.add_argument(
+        "--combine",
+        type=pairs,
+        default=[],
+        help="pairs of --models as A+B whose combination is evaluated too",
+    )
     parser.add_argument("--max-minutes", type=float, default=30.0, help="budget per model")
     parser.add_argument("--epochs", type=int, default=200, help="epochs at most per model")
     parser.add_argument("--num", type=int, default=10_000, help="training patches")

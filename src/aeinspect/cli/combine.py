@@ -14,7 +14,7 @@ from aeinspect.cli.options import Device, Json, Quiet
 from aeinspect.data.files import check_output_file
 from aeinspect.errors import InputError
 from aeinspect.infer.combine import combine_models
-from aeinspect.maps.fusion import FUSIONS, NORMALISATIONS, FusionConfig
+from aeinspect.maps.fusion import FUSIONS, FusionConfig
 from aeinspect.maps.thresholds import FIRST_DECISION
 from aeinspect.model.combination import save_combination
 from aeinspect.model.file import ModelFile, load_model
@@ -29,9 +29,9 @@ def combine(
                                                  show_default=False)],
     output: Annotated[Path, typer.Option("--output", "-o", help="Combination file to write.")],
     normalise: Annotated[str, typer.Option(
-        help=f"{' or '.join(NORMALISATIONS)}: each model's map divided by the 99th "
-        "percentile of its held-out good images' pixels, or standardised by their mean and "
-        "standard deviation.")] = FUSION.normalise,
+        help="zscore: each model's map standardised by the mean and standard deviation of "
+        "its held-out good images' pixels; quantile: divided by their 99th percentile.")] = (
+        FUSION.normalise),
     fusion: Annotated[str, typer.Option(
         help=f"{' or '.join(FUSIONS)} of the normalised maps.")] = FUSION.fusion,
     image_fpr: Annotated[float, typer.Option(

@@ -92,3 +92,36 @@ def decision_table(record: dict[str, Any], console: Console | None = None) -> No
 
 def _figure(value: float | None) -> str:
     return "-" if value is None else f"{value:.3f}"
+
+
+def train_lines(summary: dict[str, Any]) -> str:
+    """What ``train`` prints without --json: how the model was made, and its threshold."""
+    fit = summary["fit"] or {}
+    if "bank" in fit:
+        first = (
+            f"{summary['model_file']}: {summary['model']} model fitted on {fit['images']} "
+            f"images: a bank of {fit['bank']:,} of their {fit['features']:,} feature vectors "
+            f"(coverage radius {fit['coverage_radius']:.3g}), {fit['seconds']:.0f} s"
+        )
+    elif summary["best_val_loss"] is None:
+        first = f"{summary['model_file']}: {summary['model']} reference, nothing to train"
+    else:
+        first = (
+            f"{summary['model_file']}: {summary['model']} model, {summary['epochs']} epochs "
+            f"(stopped by {summary['stopped_by']}), best validation loss "
+            f"{summary['best_val_loss']:.5f} at epoch {summary['best_epoch']}, "
+            f"{summary['train_seconds'] / 60:.1f} min"
+        )
+    if summary["threshold"] is None:
+        return first + "\nthreshold: none (no validation images); pass --threshold to segment"
+    basis = summary["threshold_basis"]
+    bound = (
+        f": about {100 * basis['image_fpr']:g} % of new good images flagged; the area "
+        f"method's {basis['area_threshold']:.5f}"
+        if summary["threshold_method"] == "bound"
+        else ""
+    )
+    return first + (
+        f"\nthreshold: {summary['threshold']:.5f} ({summary['threshold_method']} method on "
+        f"{summary['validation_images']} held-out good images{bound})"
+    )

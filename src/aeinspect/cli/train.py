@@ -29,6 +29,7 @@ from aeinspect.cli.options import (
     Resize,
     Scale,
 )
+from aeinspect.cli.tables import train_lines
 from aeinspect.data.files import check_output_folder, remove_leftovers
 from aeinspect.errors import InputError
 from aeinspect.kinds.config import ModelConfig
@@ -128,7 +129,7 @@ def _report(
         if not quiet:
             typer.echo(f"Report: {page}", err=True)
     summary = train_summary(plan.output, model_file, plan.inputs.image_count, result)
-    typer.echo(json.dumps(summary) if json_output else _train_lines(summary))
+    typer.echo(json.dumps(summary) if json_output else train_lines(summary))
 
 
 @dataclass(frozen=True)
@@ -276,35 +277,3 @@ class _TrainProgress:
             f"ETA {minutes}m{seconds:02d}s",
             file=sys.stderr,
         )
-
-
-def _train_lines(summary: dict[str, Any]) -> str:
-    fit = summary["fit"] or {}
-    if "bank" in fit:
-        first = (
-            f"{summary['model_file']}: {summary['model']} model fitted on {fit['images']} "
-            f"images: a bank of {fit['bank']:,} of their {fit['features']:,} feature vectors "
-            f"(coverage radius {fit['coverage_radius']:.3g}), {fit['seconds']:.0f} s"
-        )
-    elif summary["best_val_loss"] is None:
-        first = f"{summary['model_file']}: {summary['model']} reference, nothing to train"
-    else:
-        first = (
-            f"{summary['model_file']}: {summary['model']} model, {summary['epochs']} epochs "
-            f"(stopped by {summary['stopped_by']}), best validation loss "
-            f"{summary['best_val_loss']:.5f} at epoch {summary['best_epoch']}, "
-            f"{summary['train_seconds'] / 60:.1f} min"
-        )
-    if summary["threshold"] is None:
-        return first + "\nthreshold: none (no validation images); pass --threshold to segment"
-    basis = summary["threshold_basis"]
-    bound = (
-        f": about {100 * basis['image_fpr']:g} % of new good images flagged; the area "
-        f"method's {basis['area_threshold']:.5f}"
-        if summary["threshold_method"] == "bound"
-        else ""
-    )
-    return first + (
-        f"\nthreshold: {summary['threshold']:.5f} ({summary['threshold_method']} method on "
-        f"{summary['validation_images']} held-out good images{bound})"
-    )

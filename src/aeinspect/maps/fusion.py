@@ -12,7 +12,7 @@ import numpy as np
 
 from aeinspect.errors import InputError
 
-NORMALISATIONS = ("quantile", "zscore")
+NORMALISATIONS = ("zscore", "quantile")
 FUSIONS = ("mean", "max")
 QUANTILE = 0.99  # the "quantile" normalisation's: the share of good pixels below 1
 SAMPLE_STEP = 2  # statistics from every second pixel of every second row (a quarter)
@@ -48,8 +48,8 @@ class FusionConfig:
         fusion: "mean" or "max" of the normalised maps.
     """
 
-    normalise: str = "quantile"
-    fusion: str = "mean"
+    normalise: str = "zscore"  # on the tiles, patchcore + unet: above quantile on every figure
+    fusion: str = "mean"  # max: below mean (README, Combining two models)
 
     def __post_init__(self) -> None:
         check_fusion(self.normalise, self.fusion)

@@ -18,10 +18,16 @@ from aeinspect.data.images import Preprocess
 from aeinspect.errors import ModelFileError
 from aeinspect.maps.decision import Decision
 from aeinspect.maps.fusion import Normaliser
-from aeinspect.model.file import FORMAT, ModelFile, model_file_of, payload_of, read_payload
+from aeinspect.model.file import (
+    COMBINATION,
+    FORMAT,
+    ModelFile,
+    model_file_of,
+    payload_of,
+    read_payload,
+)
 from aeinspect.settings import from_dict
 
-COMBINATION = "aeinspect-combination"
 COMBINATION_VERSION = 1
 
 

@@ -25,6 +25,7 @@ from aeinspect.model.state import TrainingState
 from aeinspect.settings import from_dict
 
 FORMAT = "aeinspect-model"
+COMBINATION = "aeinspect-combination"  # model.combination's files
 # 4: what a fitted kind's fit found; 3: the training state and the training images; 2: the
 # kind's settings nested, one Decision (2 and 1 are read and converted: their models segment,
 # but cannot be resumed)
@@ -170,6 +171,11 @@ def load_model(path: Path) -> ModelFile:
             than tensors and plain values, or of an unknown format version.
     """
     payload = read_payload(path)
+    if isinstance(payload, dict) and payload.get("format") == COMBINATION:
+        raise ModelFileError(
+            f"{path} is a combination of two models (aeinspect combine); this takes one "
+            "model file, such as one of those combined"
+        )
     if not isinstance(payload, dict) or payload.get("format") != FORMAT:
         raise ModelFileError(f"{path} is not an aeinspect model file")
     return model_file_of(payload, path)

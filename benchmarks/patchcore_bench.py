@@ -36,12 +36,13 @@ TRAINING_IMAGES, TRAINING_SIDE, SEGMENT_SIDE = 250, 320, 1024
 def _backbone_forward(model_path: Path) -> Callable[[np.ndarray], None]:
     """The bare backbone of a fitted model as segment holds it (CPU, channels-last, eval):
     (H, W) uint8 → its deepest taken stage's output."""
-    backbone = TorchBackend(load_model(model_path), torch.device("cpu")).network.features.backbone
+    features = TorchBackend(load_model(model_path), torch.device("cpu")).network.features
 
     @torch.inference_mode()
     def forward(pixels: np.ndarray) -> None:
         planes = torch.from_numpy(pixels.astype(np.float32) / 255)[None, None]
-        backbone(planes.expand(1, 3, *pixels.shape).contiguous())
+        features.backbone.features(planes.expand(1, 3, *pixels.shape).contiguous(),
+                                   features.stages)  # fmt: skip
 
     return forward
 

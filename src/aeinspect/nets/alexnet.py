@@ -4,13 +4,13 @@ file that the user provides (nothing is ever downloaded)."""
 
 from __future__ import annotations
 
-import pickle
 from pathlib import Path
 
 import torch
 from torch import nn
 
 from aeinspect.errors import InputError
+from aeinspect.nets.weights import read_state_dict
 
 # torchvision's AlexNet ``features[0:8]``: the keys a state dict must hold and their shapes.
 ALEXNET_SHAPES: dict[str, tuple[int, ...]] = {
@@ -76,7 +76,7 @@ def load_feature_weights(path: Path) -> dict[str, torch.Tensor]:
         InputError: the file is missing or unreadable, is not a state dict, or lacks a key or
             has a tensor of another shape.
     """
-    state = _load_state(path)
+    state = read_state_dict(path, "--features")
     missing = [key for key in ALEXNET_SHAPES if key not in state]
     if missing:
         found = ", ".join(sorted(map(str, state))[:6]) or "none"
@@ -92,23 +92,3 @@ def load_feature_weights(path: Path) -> dict[str, torch.Tensor]:
             raise InputError(f"--features {path}: {key} is {got}, expected shape {shape}")
         weights[key] = value.detach().to(torch.float32).contiguous()
     return weights
-
-
-def _load_state(path: Path) -> dict[str, object]:
-    if not path.is_file():
-        raise InputError(f"--features {path}: no such file")
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError as error:
-        if "Unsupported global" not in str(error):
-            raise InputError(f"--features {path} is not a readable state dict") from None
-        raise InputError(
-            f"--features {path} holds Python objects that are not loaded, for safety; save a "
-            "plain state dict (torch.save(model.state_dict(), path))"
-        ) from None
-    except Exception as error:  # torch.load fails in many ways on damaged or foreign files
-        reason = str(error).splitlines()[0] if str(error) else type(error).__name__
-        raise InputError(f"--features {path} is not a readable state dict: {reason}") from None
-    if not isinstance(state, dict):
-        raise InputError(f"--features {path} holds a {type(state).__name__}, not a state dict")
-    return state

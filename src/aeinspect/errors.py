@@ -27,6 +27,11 @@ class TrainingError(AeinspectError):
     """Training cannot go on, e.g. the loss diverged."""
 
 
+class Interrupted(AeinspectError):
+    """A long verb was stopped by a signal (Ctrl-C, SIGTERM) before it finished, and nothing
+    of it is kept: a fit, which has no state to go on from."""
+
+
 class Note(UserWarning):
     """Something the user should know that is not an error: an image converted to the
     model's channels (``label`` "Note"), an image so large it takes minutes and gigabytes

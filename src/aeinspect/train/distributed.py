@@ -16,13 +16,15 @@ writes the model file, logs and shows progress.
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import timedelta
 
 import torch
 import torch.distributed as dist
 
-from aeinspect.errors import DeviceError, InputError
+from aeinspect.errors import AeinspectError, DeviceError, InputError, TrainingError
 from aeinspect.model.schedule import TrainConfig
 
 TIMEOUT = timedelta(minutes=30)  # how long a process waits for the others at a collective
@@ -54,14 +56,53 @@ class Ranks:
     def total(self, *values: float) -> list[float]:
         """The sums of ``values`` over every process (each process gives its own)."""
         summed = torch.tensor(values, dtype=torch.float64, device=_collective_device())
-        dist.all_reduce(summed)
+        with group_errors():
+            dist.all_reduce(summed)
         return summed.tolist()
 
     def from_leader(self, value: float) -> float:
         """Rank 0's ``value``, in every process."""
         sent = torch.tensor([value], dtype=torch.float64, device=_collective_device())
-        dist.broadcast(sent, src=0)
+        with group_errors():
+            dist.broadcast(sent, src=0)
         return float(sent.item())
+
+    def gather_rows(self, rows: torch.Tensor) -> list[torch.Tensor]:
+        """Every process's ``rows`` (n_r, …) on the CPU, n_r its own, the rest of the shape and
+        the dtype the same everywhere: a list in rank order, in every process."""
+        device = _collective_device()
+        with group_errors():
+            counts = [torch.zeros(1, dtype=torch.int64, device=device) for _ in range(self.world)]
+            dist.all_gather(counts, torch.tensor([len(rows)], dtype=torch.int64, device=device))
+            sizes = [int(count.item()) for count in counts]
+            padded = torch.zeros((max(sizes), *rows.shape[1:]), dtype=rows.dtype, device=device)
+            padded[: len(rows)] = rows
+            parts = [torch.empty_like(padded) for _ in range(self.world)]
+            dist.all_gather(parts, padded)
+        return [part[:size].cpu() for part, size in zip(parts, sizes, strict=True)]
+
+    def agree(self, error: AeinspectError | None) -> None:
+        """Tell every process whether this one failed; when any did, raise, in every process,
+        one ``TrainingError`` that names the first that failed and its message."""
+        messages: list[str | None] = [None] * self.world
+        with group_errors():
+            dist.all_gather_object(messages, None if error is None else str(error))
+        for rank, message in enumerate(messages):
+            if message is not None:
+                raise TrainingError(f"process {rank} of {self.world}: {message}") from None
+
+
+@contextmanager
+def group_errors() -> Iterator[None]:
+    """A collective that fails because another process stopped (Gloo's closed connection,
+    NCCL's error, a timeout) raises ``TrainingError``, not the backend's RuntimeError."""
+    try:
+        yield
+    except RuntimeError as error:
+        reason = (str(error).strip().splitlines() or [type(error).__name__])[0]
+        raise TrainingError(
+            f"another process of the group stopped or cannot be reached ({reason[:200]})"
+        ) from None
 
 
 def _collective_device() -> torch.device:
@@ -107,6 +148,15 @@ def announcement(ranks: Ranks, schedule: TrainConfig) -> str:
         f"torchrun: {ranks.world} processes ({dist.get_backend()}), up to {share} patches each "
         f"of every batch of {schedule.batch_size} (the effective batch), learning rate "
         f"{schedule.lr:g}"
+    )
+
+
+def fit_announcement(ranks: Ranks) -> str:
+    """What rank 0 says of the group when it fits a kind instead of training one."""
+    return (
+        f"torchrun: {ranks.world} processes ({dist.get_backend()}), each fitting on its share "
+        "of the training images; process 0 merges their reductions into one bank, and each "
+        "process judges its share of the held-out images"
     )
 
 

@@ -19,7 +19,7 @@ from aeinspect.maps.thresholds import FIRST_DECISION, TuneConfig
 from aeinspect.model.file import ModelFile, save_model
 from aeinspect.model.schedule import TrainConfig
 from aeinspect.train.distributed import Ranks
-from aeinspect.train.fit import fit_model
+from aeinspect.train.fit import FitProgress, fit_model
 from aeinspect.train.inputs import TrainingData, TrainingInputs, training_data
 from aeinspect.train.loop import fit
 from aeinspect.train.records import CHECKPOINT_MINUTES, EpochRecord, Hooks, TrainResult
@@ -34,6 +34,8 @@ class Progress:
         on_epoch: called after every training epoch.
         on_batch: called after every training step with (epoch, patches done, per epoch).
         on_image: a fitted kind's: called after every image fitted on with (done, total).
+        on_coreset: a fitted kind's: called as its bank is chosen with (done, total).
+        on_held_out: a fitted kind's: called after every held-out image with (done, total).
         stop_requested: polled after every training step: when it turns true, the state is
             written and training returns, unfinished.
         checkpoint_minutes: within an epoch, the model file is written at most this often.
@@ -42,6 +44,8 @@ class Progress:
     on_epoch: Callable[[EpochRecord], None] | None = None
     on_batch: Callable[[int, int, int], None] | None = None
     on_image: Callable[[int, int], None] | None = None
+    on_coreset: Callable[[int, int], None] | None = None
+    on_held_out: Callable[[int, int], None] | None = None
     stop_requested: Callable[[], bool] | None = None
     checkpoint_minutes: float = CHECKPOINT_MINUTES
 
@@ -90,9 +94,12 @@ def train_model(
     if weights is None and resume is None:
         weights = kind.pretrained(model_config, None)  # the kind's own, or none
     if kind.fitted:
+        fitting = FitProgress(on_image=progress.on_image, on_coreset=progress.on_coreset,
+                              on_held_out=progress.on_held_out,
+                              stop_requested=progress.stop_requested)  # fmt: skip
         return fit_model(inputs, model_config, train_config, device=device, output=output,
-                         weights=weights, decision_rule=first_decision,
-                         progress=progress.on_image), None  # fmt: skip
+                         weights=weights, decision_rule=first_decision, progress=fitting,
+                         ranks=ranks), None  # fmt: skip
     run = _AdamRun(inputs, model_config, train_config, resume, output, ranks)
     return run.train(device, weights, first_decision, progress)
 

@@ -55,6 +55,7 @@ from aeinspect.nets.ssim_loss import C1, C2, gaussian_kernel
 from aeinspect.nets.unet import focal_loss
 from aeinspect.runtime import keep_freed_memory
 from aeinspect.train.step import CPU_MICRO_BATCH, new_model, train_step
+from fit_scaling import fit_scaling, print_fit_scaling
 from patchcore_bench import patchcore_speed, print_patchcore
 from scaling import gloo_processes, onnx_against_torch, print_scaling, shard_processes
 from unattended import large_image_segment, print_unattended, thread_scaling
@@ -533,6 +534,7 @@ def run(repeats: int) -> dict:
         results["large_image"] = large_image_segment()
         results["threads"] = thread_scaling()
         results["gloo"] = gloo_processes()
+        results["fit_scaling"] = fit_scaling()
     return results
 
 
@@ -584,6 +586,8 @@ def print_table(results: dict) -> None:
     if "large_image" in results:
         print_unattended(results)
         print_scaling(results)
+    if "fit_scaling" in results:
+        print_fit_scaling(results["fit_scaling"])
 
 
 def main() -> None:

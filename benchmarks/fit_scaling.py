@@ -143,7 +143,8 @@ def print_fit_scaling(result: dict) -> None:
           f"{last['peak_rss_mb'] / first['peak_rss_mb']:.2f}x")  # fmt: skip
     paired = result["processes"]
     print(f"{paired['images']} images: 2 Gloo processes of 1 thread "
-          f"{paired['two_processes_seconds']:.1f} s against 1 process --threads 1 {paired['one_thread_seconds']:.1f} s = "
+          f"{paired['two_processes_seconds']:.1f} s against 1 process --threads 1 "
+          f"{paired['one_thread_seconds']:.1f} s = "
           f"{paired['ratio']:.2f}x; the same bank: {paired['same_bank']}")  # fmt: skip
 
 

@@ -186,3 +186,16 @@ def test_the_training_report_of_a_fitted_model_shows_the_fit_and_no_patches(
     assert "patchcore model, fitted on 10 images." in page
     assert "fit.bank" in page and "fit.coverage_radius" in page
     assert "Training patches" not in page and "Held-out good images" in page
+
+
+@pytest.mark.parametrize(("height", "width", "sigma"), [(2500, 700, 4.0), (37, 45, 4.0),
+                                                        (3100, 300, 30.0), (2049, 900, 0.0)])  # fmt: skip
+def test_the_map_is_up_sampled_and_smoothed_in_bands_as_in_one_piece(
+    height: int, width: int, sigma: float
+) -> None:
+    cells = np.random.default_rng(1).random((-(-height // 8), -(-width // 8))).astype(np.float32)
+    whole = cv2.resize(cells, (cells.shape[1] * 8, cells.shape[0] * 8),
+                       interpolation=cv2.INTER_LINEAR)[:height, :width]  # fmt: skip
+    if sigma:
+        whole = cv2.GaussianBlur(whole, (0, 0), sigma, borderType=cv2.BORDER_REFLECT)
+    assert np.array_equal(distance.upsampled_map(cells, 8, (height, width), sigma), whole)

@@ -4,6 +4,9 @@ image's size and smoothed. Large images go through in tiles, so that memory stay
 
 from __future__ import annotations
 
+import contextlib
+import ctypes
+import sys
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 
@@ -15,8 +18,9 @@ from aeinspect.maps.parts import Part, PartInput, PartSpec
 from aeinspect.maps.windows import SegmentConfig
 
 ALIGN = 32  # images go through the backbone at sides of multiples of this (its largest stride)
-TILE = 1024  # the side of the tiles a large image goes through in, margins aside
-MARGIN = 128  # context on every side of a tile
+ONE_PASS = 1280  # an image of up to ONE_PASS² pixels goes through in one pass
+TILE = 768  # the side of the tiles a larger one goes through in, margins aside
+MARGIN = 128  # context on every side of a tile: a tile's activations peak near 300 MB
 QUERIES = 4096  # feature vectors sent to the "nearest" part at once
 BAND_ROWS = 1024  # rows of the map up-sampled and smoothed at once
 
@@ -30,7 +34,7 @@ class FeatureDistance(MapMaker):
 
     The image is padded to sides of multiples of ``ALIGN`` by symmetric reflection, so that
     every layer's grid is aligned alike in one pass and in tiles, and cropped back. Up to
-    (TILE + 2·MARGIN)² pixels it goes through in one pass; a larger image in TILE × TILE
+    ONE_PASS² pixels it goes through in one pass; a larger image in TILE × TILE
     tiles, each with MARGIN pixels of context on every side, its features and distances
     computed tile by tile (the features of a tile's inside differ from one pass's only by
     what the backbone sees beyond its margin).
@@ -63,7 +67,10 @@ class FeatureDistance(MapMaker):
         distances = np.empty((-(-height // side), -(-width // side)), dtype=np.float32)
         for rows, columns, grid in feature_grid(parts["features"], image, side):
             distances[rows, columns] = _nearest(parts["nearest"], grid)
-        return RawAnalysis(upsampled_map(distances, side, (height, width), self.map_sigma), image)
+        _release_freed_memory()  # the tiles' activations, before the image-sized map
+        upsampled = upsampled_map(distances, side, (height, width), self.map_sigma)
+        _release_freed_memory()  # and its bands, before the masks and outputs
+        return RawAnalysis(upsampled, image)
 
 
 def upsampled_map(
@@ -109,7 +116,7 @@ def feature_grid(
     """
     rows, columns = -(-image.shape[1] // stride), -(-image.shape[2] // stride)
     height, width = (side + (-side) % ALIGN for side in image.shape[1:])
-    if height * width <= (TILE + 2 * MARGIN) ** 2:
+    if height * width <= ONE_PASS**2:
         whole = _aligned_window(image, 0, height, 0, width)
         yield slice(0, rows), slice(0, columns), features(whole[None])[0][:, :rows, :columns]
         return
@@ -142,6 +149,15 @@ def _aligned_window(image: np.ndarray, top: int, bottom: int, left: int, right: 
     if not below and not beyond:
         return np.ascontiguousarray(part)
     return np.pad(part, ((0, 0), (0, below), (0, beyond)), mode="symmetric")
+
+
+def _release_freed_memory() -> None:
+    """Hand what glibc's malloc holds freed back to the system (``malloc_trim``, every
+    arena), so that a large image's tile activations do not stay resident under its
+    image-sized maps; nothing elsewhere."""
+    if sys.platform.startswith("linux"):
+        with contextlib.suppress(OSError, AttributeError):  # not glibc
+            ctypes.CDLL("libc.so.6").malloc_trim(0)
 
 
 def _nearest(nearest: Part, features: np.ndarray) -> np.ndarray:

@@ -13,6 +13,7 @@ the vectors are batched, and the choice equals the plain greedy's exactly (a tes
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -81,14 +82,15 @@ def greedy_in_space(
 ) -> Coreset:  # fmt: skip
     """The k-center greedy of ``count`` of the (N, d) float32 vectors ``space`` as they are
     (no projection): the first drawn with ``seed``, each next the farthest from those chosen.
-    ``progress(done, count)`` hears of every ``PROGRESS_STEPS`` steps and of the last. The
-    caller chooses the threads (``one_thread`` for the measured fastest)."""
+    ``progress(done, count)`` hears of every
+    ``PROGRESS_STEPS`` steps and of the last. The caller chooses the threads
+    (``one_thread`` for the measured fastest)."""
     total = len(space)
     if not 1 <= count <= total:
         raise ValueError(f"a coreset of {total} vectors takes 1 to {total} of them, not {count}")
     first = int(torch.randint(total, (1,), generator=torch.Generator().manual_seed(seed)))
     chosen, distance = _choose(space, count, first, progress)
-    radius = float(distance.clamp_min(0).max())  # chosen vectors carry −1: they are 0 away
+    radius = float(distance.clamp_min(0).max())  # the chosen carry −inf: they are 0 away
     return Coreset(chosen, radius, projected=False)
 
 
@@ -96,7 +98,7 @@ def _choose(
     space: torch.Tensor, count: int, first: int, progress: Callable[[int, int], None] | None
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """The greedy steps over (N, d) ``space``: the chosen indices (count,) and every vector's
-    distance to its nearest chosen one (N,), −1 for the chosen themselves."""
+    distance to its nearest chosen one (N,), −inf for the chosen themselves."""
     total, dims = space.shape
     half = 0.5 / (1 + ROUNDING * (dims + 3))  # the test's margin covers float32 rounding
     chosen = torch.empty(count, dtype=torch.int64)
@@ -118,7 +120,7 @@ def _choose(
             if len(candidates) > DENSE_ABOVE * total:
                 candidates = None
         _update(measure(space, space[centre], candidates), step, candidates, distance, nearest)
-        distance[centre] = -1.0  # never chosen again, even where vectors repeat
+        distance[centre] = -math.inf  # never chosen again, even where vectors repeat
         centre = int(distance.argmax())
         if progress is not None and ((step + 1) % PROGRESS_STEPS == 0 or step + 1 == count):
             progress(step + 1, count)
@@ -157,34 +159,6 @@ def _update(
     moved = candidates[closer]
     distance[moved] = new[closer]
     nearest[moved] = step
-
-
-def batched_greedy(
-    space: torch.Tensor, count: int, firsts: torch.Tensor
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """The k-center greedy over each of B sets of C vectors at once, (B, C, d) float32
-    ``space``: ``count`` of each set, the first ``firsts[b]``, then the farthest from those
-    chosen (ties: the lowest index). Squared distances come from one batched product
-    (‖x‖² + ‖y‖² − 2 x·y, a (B, C, C) matrix), so that a step is a row lookup: the choice
-    is the plain greedy's but where two distances tie to within float32 rounding.
-
-    Returns:
-        The (B, count) int64 chosen indices, in the order chosen, and the (B,) coverage radii.
-    """
-    sets, size, _ = space.shape
-    squares = (space * space).sum(dim=2)
-    between = torch.baddbmm(squares[:, :, None] + squares[:, None, :], space,
-                            space.transpose(1, 2), alpha=-2.0).clamp_(min=0)  # fmt: skip
-    rows = torch.arange(sets)
-    nearest = torch.full((sets, size), float("inf"))
-    chosen = torch.empty((sets, count), dtype=torch.int64)
-    centre = firsts.to(torch.int64)
-    for step in range(count):
-        chosen[:, step] = centre
-        torch.minimum(nearest, between[rows, centre], out=nearest)
-        nearest[rows, centre] = -1.0
-        centre = nearest.argmax(dim=1)
-    return chosen, nearest.clamp_min(0).amax(dim=1).sqrt()
 
 
 class _Distances:

@@ -33,15 +33,13 @@ import torch
 
 from aeinspect.nets.coreset import (
     PROJECTION_DIMS,
-    batched_greedy,
     greedy_in_space,
     one_thread,
     random_projection,
 )
 
 BANK_LIMIT = 16384  # the bank's default largest size: segment's nearest search grows with it
-CHUNK = 512  # vectors reduced by one greedy, whose (CHUNK, CHUNK) distances are one product
-BATCH = 32  # chunks reduced at once: (BATCH, CHUNK, CHUNK) float32 distances, 32 MB
+CHUNK = 4096  # vectors reduced by one greedy: its cost per vector is the share kept of them
 OVERSAMPLE = 4  # a chunk keeps this many times the bank's share of its vectors
 POOL_PER_BANK = 4  # the pool holds at most this many times the bank's size limit
 HALVING = 2**31  # seeds of the halvings start here, above every chunk key
@@ -123,80 +121,54 @@ class StreamingCoreset:
         return sum(len(v) for v in self._buffer) + sum(len(v) for _, v in self._pool)
 
     def add(self, vectors: torch.Tensor, key: int) -> None:
-        """Take (n, D) float32 ``vectors`` of the chunk group ``key`` (n ≥ 0); whole chunks
-        are reduced as ``BATCH`` of them gather."""
+        """Take (n, D) float32 ``vectors`` of the chunk group ``key`` (n ≥ 0); every ``CHUNK``
+        of them are reduced as they come."""
         self.seen += len(vectors)
         self._buffer.append(vectors.detach().to("cpu", torch.float32))
         self.peak_held = max(self.peak_held, self.held)
-        if sum(len(v) for v in self._buffer) >= BATCH * CHUNK:
-            self._reduce_buffer(key, rest=False)
+        while sum(len(v) for v in self._buffer) >= CHUNK:
+            buffered = torch.cat(self._buffer)
+            self._buffer = [buffered[CHUNK:]]
+            self._reduce_chunk(buffered[:CHUNK], key)
 
     def end_chunk(self, key: int) -> None:
         """Reduce what is left of the chunk group ``key``; the next group starts afresh."""
-        self._reduce_buffer(key, rest=True)
+        rest = torch.cat(self._buffer) if self._buffer else torch.empty(0, self.dimension)
+        self._buffer = []
+        if len(rest):
+            self._reduce_chunk(rest, key)
         self._parts = 0
 
-    def _reduce_buffer(self, key: int, *, rest: bool) -> None:
-        """Reduce the buffer's whole chunks in one batch, and with ``rest`` what is left."""
-        buffered = torch.cat(self._buffer) if self._buffer else torch.empty(0, self.dimension)
-        whole = len(buffered) // CHUNK * CHUNK
-        self._buffer = [buffered[whole:]]
-        if whole:
-            self._reduce_chunks(buffered[:whole].reshape(-1, CHUNK, self.dimension), key)
-        if rest and len(buffered) > whole:
-            self._reduce_chunks(buffered[whole:][None], key)
-            self._buffer = []
+    def _reduce_chunk(self, vectors: torch.Tensor, key: int) -> None:
+        seed = _seed(self.seed, key, self._parts)
+        self._parts += 1
+        kept, radius = self._greedy(vectors, math.ceil(self.keep * len(vectors)), seed)
+        self.reach = max(self.reach, radius)
+        self._pool.append((torch.full((len(kept),), key, dtype=torch.int64), vectors[kept]))
+        self.peak_held = max(self.peak_held, self.held + len(vectors))
         if sum(len(v) for _, v in self._pool) > self.pool_limit:
             self._halve()
 
-    def _reduce_chunks(self, chunks: torch.Tensor, key: int) -> None:
-        """(B, C, D) chunks of group ``key`` into the pool, each by the greedy, their order
-        kept."""
-        parts = range(self._parts, self._parts + len(chunks))
-        self._parts += len(chunks)
-        kept, radius = self._greedy(chunks, math.ceil(self.keep * chunks.shape[1]),
-                                    [_seed(self.seed, key, part) for part in parts])  # fmt: skip
-        self.reach = max(self.reach, radius)
-        vectors = chunks.reshape(-1, self.dimension)[kept]
-        self._pool.append((torch.full((len(vectors),), key, dtype=torch.int64), vectors))
-        self.peak_held = max(self.peak_held, self.held + chunks.shape[0] * chunks.shape[1])
-
-    def _greedy(
-        self, chunks: torch.Tensor, count: int, seeds: list[int]
-    ) -> tuple[torch.Tensor, float]:
-        """The ``count`` vectors of each of the (B, C, D) ``chunks`` that the greedy keeps,
-        as indices into ``chunks.reshape(-1, D)`` in chunk order and each chunk's own order
-        (every index when ``count`` covers a chunk), and the largest chunk radius. ``BATCH``
-        chunks at a time."""
-        sets, size, dimension = chunks.shape
-        if count >= size:
-            return torch.arange(sets * size), 0.0
-        kept, radius = [], 0.0
-        for start in range(0, sets, BATCH):
-            batch = chunks[start : start + BATCH]
-            space = random_projection(batch.reshape(-1, dimension),
-                                      self.projection_dims or dimension, self.seed)  # fmt: skip
-            firsts = torch.tensor([_first(size, seed) for seed in seeds[start : start + BATCH]])
-            chosen, radii = batched_greedy(space.reshape(len(batch), size, -1), count, firsts)
-            offsets = (start + torch.arange(len(batch)))[:, None] * size
-            kept.append((chosen.sort(dim=1).values + offsets).reshape(-1))
-            radius = max(radius, float(radii.max()))
-        return torch.cat(kept), radius
+    def _greedy(self, vectors: torch.Tensor, count: int, seed: int) -> tuple[torch.Tensor, float]:
+        """The (count,) indices of the ``vectors`` the greedy keeps, ascending, and its
+        radius; every index when ``count`` covers them all."""
+        if count >= len(vectors):
+            return torch.arange(len(vectors)), 0.0
+        with one_thread():
+            space = random_projection(vectors, self.projection_dims or vectors.shape[1], self.seed)
+            coreset = greedy_in_space(space, count, seed=seed)
+        return coreset.indices.sort().values, coreset.radius
 
     def _halve(self) -> None:
         """The pool, chunk by chunk, to half its size."""
         keys, vectors = self._pooled()
-        whole = len(vectors) // CHUNK * CHUNK
         halved, radius = [], 0.0
-        for start, stop in ((0, whole), (whole, len(vectors))):
-            if stop == start:
-                continue
-            size = CHUNK if start == 0 else stop - start
-            chunks = vectors[start:stop].reshape(-1, size, self.dimension)
-            seeds = [_seed(self.seed, HALVING + self.halvings, start + index)
-                     for index in range(len(chunks))]  # fmt: skip
-            kept, part_radius = self._greedy(chunks, math.ceil(size / 2), seeds)
-            halved.append((keys[start:stop][kept], vectors[start:stop][kept]))
+        pieces = math.ceil(len(vectors) / CHUNK)
+        parts = zip(keys.tensor_split(pieces), vectors.tensor_split(pieces), strict=True)
+        for index, (part_keys, part) in enumerate(parts):
+            seed = _seed(self.seed, HALVING + self.halvings, index)
+            kept, part_radius = self._greedy(part, math.ceil(len(part) / 2), seed)
+            halved.append((part_keys[kept], part[kept]))
             radius = max(radius, part_radius)
         self._pool = halved
         self.reach += radius
@@ -237,10 +209,9 @@ class StreamingCoreset:
         count = min(max(1, round(self.ratio * self.seen)), self.limit, len(pool))
         projected = 0 < self.projection_dims < pool.shape[1]
         radius, bank = 0.0, pool
-        if count < len(pool):
-            with one_thread():
-                space = random_projection(pool, self.projection_dims or pool.shape[1], self.seed)
-                coreset = greedy_in_space(space, count, seed=self.seed, progress=progress)
+        if count < len(pool):  # on every thread: over the pool a step's work is large enough
+            space = random_projection(pool, self.projection_dims or pool.shape[1], self.seed)
+            coreset = greedy_in_space(space, count, seed=self.seed, progress=progress)
             bank, radius = pool[coreset.indices], coreset.radius
         elif progress is not None:
             progress(count, count)
@@ -251,8 +222,3 @@ class StreamingCoreset:
 def _seed(*entropy: int) -> int:
     """A seed drawn from several non-negative integers."""
     return int(np.random.SeedSequence(list(entropy)).generate_state(1)[0])
-
-
-def _first(size: int, seed: int) -> int:
-    """The first vector of a greedy over ``size``, drawn as ``greedy_in_space`` draws it."""
-    return int(torch.randint(size, (1,), generator=torch.Generator().manual_seed(seed)))

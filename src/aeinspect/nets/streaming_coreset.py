@@ -209,8 +209,10 @@ class StreamingCoreset:
         count = min(max(1, round(self.ratio * self.seen)), self.limit, len(pool))
         projected = 0 < self.projection_dims < pool.shape[1]
         radius, bank = 0.0, pool
-        if count < len(pool):  # on every thread: over the pool a step's work is large enough
-            space = random_projection(pool, self.projection_dims or pool.shape[1], self.seed)
+        if count < len(pool):
+            with one_thread():  # a product's sums, and so the bank, the same at any threads
+                space = random_projection(pool, self.projection_dims or pool.shape[1], self.seed)
+            # the greedy on every thread: over the pool a step's work is large enough
             coreset = greedy_in_space(space, count, seed=self.seed, progress=progress)
             bank, radius = pool[coreset.indices], coreset.radius
         elif progress is not None:

@@ -188,8 +188,10 @@ def test_the_training_report_of_a_fitted_model_shows_the_fit_and_no_patches(
     assert "Training patches" not in page and "Held-out good images" in page
 
 
-@pytest.mark.parametrize(("height", "width", "sigma"), [(2500, 700, 4.0), (37, 45, 4.0),
-                                                        (3100, 300, 30.0), (2049, 900, 0.0)])  # fmt: skip
+BANDS = [(2500, 700, 4.0), (37, 45, 4.0), (3100, 300, 30.0), (2049, 900, 0.0)]
+
+
+@pytest.mark.parametrize(("height", "width", "sigma"), BANDS)
 def test_the_map_is_up_sampled_and_smoothed_in_bands_as_in_one_piece(
     height: int, width: int, sigma: float
 ) -> None:

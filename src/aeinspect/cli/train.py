@@ -310,7 +310,7 @@ class _JsonProgress:
 
     def __init__(self) -> None:
         self.started: dict[str, float] = {}
-        self.last = 0.0
+        self.last: dict[str, float] = {}  # when each stage last spoke
 
     def callbacks(self) -> Progress:
         return Progress(on_epoch=self.epoch, on_image=self._stage("features"),
@@ -321,9 +321,9 @@ class _JsonProgress:
         def tell(done: int, total: int) -> None:
             now = time.monotonic()
             started = self.started.setdefault(name, now)
-            if done < total and now - self.last < 1:
+            if done < total and now - self.last.get(name, -1.0) < 1:
                 return
-            self.last = now
+            self.last[name] = now
             eta = (now - started) / done * (total - done) if done else None
             line = {"progress": name, "done": done, "total": total,
                     "eta_seconds": None if eta is None else round(eta, 1)}  # fmt: skip

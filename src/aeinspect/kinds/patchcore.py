@@ -28,7 +28,7 @@ from torch import nn
 from aeinspect.errors import InputError
 from aeinspect.kinds.base import Kind, Part, WeightsOption
 from aeinspect.kinds.config import ModelConfig
-from aeinspect.maps.distance import FeatureDistance, feature_grid
+from aeinspect.maps.distance import FeatureDistance, feature_grid, grid_size
 from aeinspect.maps.maker import MapMaker
 from aeinspect.nets.backbones import BACKBONES, backbone_weights, get_backbone
 from aeinspect.nets.memory_bank import MemoryBank
@@ -181,11 +181,11 @@ class PatchCoreFit:
         self.coreset = StreamingCoreset(dimension=network.features.dimension,
                                         ratio=settings.coreset, limit=settings.bank_limit,
                                         seed=seed)  # fmt: skip
-        self.images, self.seconds = 0, {"features": 0.0, "coreset": 0.0}
+        self.seconds = {"features": 0.0, "coreset": 0.0}
 
     def vectors_of(self, height: int, width: int) -> int:
-        stride = self.network.features.stride
-        return -(-height // stride) * -(-width // stride)
+        rows, columns = grid_size(height, width, self.network.features.stride)
+        return rows * columns
 
     @torch.inference_mode()
     def _features(self, planes: np.ndarray) -> np.ndarray:
@@ -202,7 +202,6 @@ class PatchCoreFit:
             started = time.monotonic()
             self.seconds["coreset"] += started - fed
         self.seconds["features"] += time.monotonic() - started
-        self.images += 1
 
     def end_chunk(self, key: int) -> None:
         started = time.monotonic()

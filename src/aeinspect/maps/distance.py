@@ -64,7 +64,7 @@ class FeatureDistance(MapMaker):
     ) -> RawAnalysis:
         height, width = image.shape[1:]
         side = self.stride
-        distances = np.empty((-(-height // side), -(-width // side)), dtype=np.float32)
+        distances = np.empty(grid_size(height, width, side), dtype=np.float32)
         for rows, columns, grid in feature_grid(parts["features"], image, side):
             distances[rows, columns] = _nearest(parts["nearest"], grid)
         _release_freed_memory()  # the tiles' activations, before the image-sized map
@@ -114,7 +114,7 @@ def feature_grid(
     multiples of ``ALIGN``, so that every layer's grid is aligned alike in one pass and in
     tiles; positions beyond its own grid are left out.
     """
-    rows, columns = -(-image.shape[1] // stride), -(-image.shape[2] // stride)
+    rows, columns = grid_size(*image.shape[1:], stride)
     height, width = (side + (-side) % ALIGN for side in image.shape[1:])
     if height * width <= ONE_PASS**2:
         whole = _aligned_window(image, 0, height, 0, width)
@@ -137,6 +137,11 @@ def feature_grid(
                     inside[1].start - first_column : inside[1].stop - first_column,
                 ],
             )
+
+
+def grid_size(height: int, width: int, stride: int) -> tuple[int, int]:
+    """The feature grid of an H × W image at ``stride``: ⌈H/stride⌉ × ⌈W/stride⌉."""
+    return -(-height // stride), -(-width // stride)
 
 
 def _aligned_window(image: np.ndarray, top: int, bottom: int, left: int, right: int) -> np.ndarray:
